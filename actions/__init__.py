@@ -1,0 +1,10 @@
+"""Action types, by Postee's `type` name. An explicit registry: no import side effects."""
+
+from actions.base import Action
+from actions.exec import ExecAction
+
+__all__ = ["REGISTRY"]
+
+REGISTRY: dict[str, type[Action]] = {
+    ExecAction.type: ExecAction,
+}

@@ -1,0 +1,51 @@
+"""The Faust application of one deployment, built from settings and a loaded config.
+
+A factory rather than an import-time singleton: the CLI validates the config and compiles
+the Rego bundle first (failing fast, before any connection), then builds the app; tests
+build apps with their own topic prefixes.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from streams.config import PosteeConfig
+from streams.outcomes import Publisher
+from streams.rules import RouteMatcher
+from streams.settings import Settings
+from streams.topics import Topics
+
+__all__ = ["PosteeApp", "create_app"]
+
+
+class PosteeApp(faust.App):
+    """A Faust app that also carries what our agents share: settings, the config, the
+    compiled routes, the topics and the publisher."""
+
+    settings: Settings
+    config: PosteeConfig
+    matcher: RouteMatcher
+    postee_topics: Topics
+    publisher: Publisher
+
+
+def create_app(settings: Settings, config: PosteeConfig, matcher: RouteMatcher) -> PosteeApp:
+    app = PosteeApp(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap.split(",")],
+        store=settings.kafka.store,
+        # Our own HTTP bridge is registered with `app.web_server` when ingest is on.
+        web_enabled=settings.ingest.enabled,
+        producer_acks=-1,  # an accepted event is on every in-sync replica
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication,
+        autodiscover=False,
+        debug=settings.debug,
+    )
+    app.settings = settings
+    app.config = config
+    app.matcher = matcher
+    app.postee_topics = Topics(app, settings)
+    app.publisher = Publisher(app.postee_topics)
+    return app

@@ -1,0 +1,322 @@
+"""Load a Postee `cfg.yaml` into frozen, typed objects, or fail naming file, place and key.
+
+Upstream semantics (DESIGN §4): `routes`, `templates`, `actions` (older files: `outputs`).
+Structure is checked against `schemas/config.schema.json`; references between routes,
+actions and templates, and the existence of Rego files, are checked here. Unknown keys
+are reported as warnings (upstream ignores them silently). Every problem found in one pass
+is raised together as `ConfigErrors`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+import yaml
+
+import actions
+from streams import rules
+from streams.errors import ConfigError, ConfigErrors
+
+__all__ = [
+    "SUPPORTED_ACTION_TYPES",
+    "Action",
+    "Plugins",
+    "PosteeConfig",
+    "Route",
+    "Template",
+    "load",
+    "parse_duration_s",
+    "rule_errors",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.json"
+
+#: Action types this build can execute; each has `$defs/action-<type>` in the schema.
+SUPPORTED_ACTION_TYPES = tuple(actions.REGISTRY)
+
+
+@dataclass(frozen=True)
+class Plugins:
+    aggregate_message_number: int | None = None
+    aggregate_message_timeout_s: int | None = None
+    unique_message_props: tuple[str, ...] = ()
+    unique_message_timeout_s: int | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    input: str | None = None  #: inline Rego rule body
+    input_files: tuple[Path, ...] = ()  #: resolved under REGO_FILTERS_PATH
+    actions: tuple[str, ...] = ()
+    template: str | None = None
+    serialize_actions: bool = False
+    plugins: Plugins = field(default_factory=Plugins)
+
+    def as_rule(self) -> rules.RouteRule:
+        return rules.RouteRule(name=self.name, input=self.input, input_files=self.input_files)
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    rego_package: str | None = None
+    body: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    type: str  #: lower-cased, as upstream compares it case-insensitively
+    enable: bool
+    params: Mapping[str, Any]  #: every other key, as written (secrets stay `$VAR` references)
+
+
+@dataclass(frozen=True)
+class PosteeConfig:
+    file: Path
+    routes: tuple[Route, ...]
+    templates: Mapping[str, Template]
+    actions: Mapping[str, Action]
+
+    def route(self, name: str) -> Route | None:
+        return next((r for r in self.routes if r.name == name), None)
+
+
+def load(path: Path, rego_filters_path: Path = Path("rego-filters")) -> PosteeConfig:
+    """Read, validate and type a config file. Raises `ConfigErrors` listing every problem."""
+    raw = _read_yaml(path)
+    errors = list(_schema_errors(path, raw))
+    if errors:
+        raise ConfigErrors(errors)
+    _warn_unknown_keys(path, raw)
+    actions = _actions(raw)
+    templates = {t["name"]: _template(t) for t in raw.get("templates") or []}
+    routes = tuple(_route(r, rego_filters_path) for r in raw.get("routes") or [])
+    config = PosteeConfig(
+        file=path,
+        routes=routes,
+        templates=MappingProxyType(templates),
+        actions=MappingProxyType(actions),
+    )
+    errors = list(_reference_errors(config, raw))
+    if errors:
+        raise ConfigErrors(errors)
+    return config
+
+
+def rule_errors(config: PosteeConfig) -> list[ConfigError]:
+    """Compile every route's Rego on its own and report each failure (for `validate`)."""
+    return [
+        ConfigError(
+            err.message,
+            file=err.file or config.file,
+            where=f"route '{err.route}'",
+            key="input-files" if err.file else "input",
+        )
+        for err in rules.RouteMatcher.check([r.as_rule() for r in config.routes])
+    ]
+
+
+def parse_duration_s(value: int | str) -> int:
+    """Postee durations: seconds, or `N` followed by s, m, h or d."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r}")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return int(match.group(1)) * unit
+
+
+# --- reading and structural checks -------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror or exc}", file=path) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=path) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping (routes, templates, actions)", file=path)
+    if "actions" in raw and "outputs" in raw:
+        raise ConfigError("give either 'actions' or the older 'outputs', not both", file=path)
+    return raw
+
+
+@cache
+def _schema() -> Mapping[str, Any]:
+    schema: Mapping[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def _validator(definition: str | None = None) -> jsonschema.Draft202012Validator:
+    schema = _schema()
+    if definition is not None:
+        schema = {**schema, "$ref": f"#/$defs/{definition}"}
+        schema = {k: v for k, v in schema.items() if k not in ("type", "properties")}
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _schema_errors(path: Path, raw: Mapping[str, Any]) -> Iterator[ConfigError]:
+    for error in sorted(_validator().iter_errors(raw), key=lambda e: list(e.absolute_path)):
+        yield _located(path, raw, list(error.absolute_path), error.message)
+    for index, action in enumerate(_action_list(raw)):
+        if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+            continue  # already reported by the top-level schema
+        kind = action["type"].lower()
+        if kind not in SUPPORTED_ACTION_TYPES:
+            yield _located(
+                path,
+                raw,
+                [_actions_key(raw), index, "type"],
+                f"action type {action['type']!r} is not supported "
+                f"(supported: {', '.join(SUPPORTED_ACTION_TYPES)})",
+            )
+            continue
+        for error in _validator(f"action-{kind}").iter_errors(action):
+            yield _located(path, raw, [_actions_key(raw), index, *error.absolute_path], error.message)
+
+
+def _located(path: Path, raw: Mapping[str, Any], where: list[Any], message: str) -> ConfigError:
+    """Turn a JSON path like ['routes', 2, 'plugins'] into "route 'x'" and key 'plugins'."""
+    section = where[0] if where else None
+    if section in ("routes", "templates", "actions", "outputs") and len(where) > 1:
+        item = raw[section][where[1]]
+        label = {"routes": "route", "templates": "template"}.get(section, "action")
+        name = item.get("name") if isinstance(item, dict) else None
+        place = f"{label} '{name}'" if name else f"{label} #{where[1] + 1}"
+        key = ".".join(str(p) for p in where[2:]) or None
+        return ConfigError(message, file=path, where=place, key=key)
+    return ConfigError(message, file=path, key=".".join(str(p) for p in where) or None)
+
+
+def _warn_unknown_keys(path: Path, raw: Mapping[str, Any]) -> None:
+    defs = _schema()["$defs"]
+    for key in set(raw) - set(_schema()["properties"]):
+        log.warning("%s: unknown top-level key '%s' is ignored", path, key)
+    sections: list[tuple[str, str, set[str]]] = [
+        ("routes", "route", set(defs["route"]["properties"])),
+        ("templates", "template", set(defs["template"]["properties"])),
+    ]
+    for section, label, known in sections:
+        for item in raw.get(section) or []:
+            for key in sorted(set(item) - known):
+                log.warning("%s: %s '%s': unknown key '%s' is ignored", path, label, item["name"], key)
+            plugins = item.get("plugins") or {} if section == "routes" else {}
+            for key in sorted(set(plugins) - set(defs["route"]["properties"]["plugins"]["properties"])):
+                log.warning("%s: route '%s': unknown plugin '%s' is ignored", path, item["name"], key)
+    for action in _action_list(raw):
+        known = set(defs["action"]["properties"]) | set(
+            defs[f"action-{action['type'].lower()}"]["properties"]
+        )
+        for key in sorted(set(action) - known):
+            log.warning("%s: action '%s': unknown key '%s' is ignored", path, action["name"], key)
+
+
+# --- typing -------------------------------------------------------------------------------
+
+
+def _actions_key(raw: Mapping[str, Any]) -> str:
+    return "outputs" if "outputs" in raw else "actions"
+
+
+def _action_list(raw: Mapping[str, Any]) -> Sequence[Any]:
+    items = raw.get(_actions_key(raw)) or []
+    return items if isinstance(items, list) else []
+
+
+def _actions(raw: Mapping[str, Any]) -> dict[str, Action]:
+    common = {"name", "type", "enable"}
+    return {
+        item["name"]: Action(
+            name=item["name"],
+            type=item["type"].lower(),
+            # Upstream requires `enable: true`; a missing key keeps the action off there too.
+            enable=bool(item.get("enable", False)),
+            params=MappingProxyType({k: v for k, v in item.items() if k not in common}),
+        )
+        for item in _action_list(raw)
+    }
+
+
+def _template(item: Mapping[str, Any]) -> Template:
+    return Template(
+        name=item["name"],
+        rego_package=item.get("rego-package"),
+        body=item.get("body"),
+        url=item.get("url"),
+    )
+
+
+def _route(item: Mapping[str, Any], rego_filters_path: Path) -> Route:
+    plugins = item.get("plugins") or {}
+    timeout = plugins.get("aggregate-message-timeout")
+    unique_timeout = plugins.get("unique-message-timeout")
+    return Route(
+        name=item["name"],
+        input=item.get("input") or None,
+        input_files=tuple(rego_filters_path / f for f in item.get("input-files") or []),
+        actions=tuple(item.get("actions") or item.get("outputs") or []),
+        template=item.get("template") or None,
+        serialize_actions=bool(item.get("serialize-actions", item.get("serialize-outputs", False))),
+        plugins=Plugins(
+            aggregate_message_number=plugins.get("aggregate-message-number"),
+            aggregate_message_timeout_s=parse_duration_s(timeout) if timeout is not None else None,
+            unique_message_props=tuple(plugins.get("unique-message-props") or ()),
+            unique_message_timeout_s=(
+                parse_duration_s(unique_timeout) if unique_timeout is not None else None
+            ),
+        ),
+    )
+
+
+def _reference_errors(config: PosteeConfig, raw: Mapping[str, Any]) -> Iterator[ConfigError]:
+    yield from _duplicates(config.file, "route", [r["name"] for r in raw.get("routes") or []])
+    yield from _duplicates(config.file, "action", [a["name"] for a in _action_list(raw)])
+    yield from _duplicates(config.file, "template", [t["name"] for t in raw.get("templates") or []])
+    for route in config.routes:
+        where = f"route '{route.name}'"
+        for name in route.actions:
+            action = config.actions.get(name)
+            if action is None:
+                yield ConfigError(f"names action '{name}', which is not defined",
+                                  file=config.file, where=where, key="actions")
+            elif not action.enable:
+                log.warning("%s: %s: action '%s' is not enabled (enable: true) and will not run",
+                            config.file, where, name)
+        if route.template and route.template not in config.templates:
+            yield ConfigError(f"names template '{route.template}', which is not defined",
+                              file=config.file, where=where, key="template")
+        for rego_file in route.input_files:
+            if not rego_file.is_file():
+                yield ConfigError(f"Rego file not found: {rego_file}",
+                                  file=config.file, where=where, key="input-files")
+
+
+def _duplicates(file: Path, label: str, names: Sequence[str]) -> Iterator[ConfigError]:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            yield ConfigError(f"{label} name '{name}' is defined twice", file=file,
+                              where=f"{label} '{name}'", key="name")
+        seen.add(name)

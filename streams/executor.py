@@ -1,0 +1,211 @@
+"""Action agents: one per action type, consuming `<prefix>.actions.<type>`.
+
+For each command: run the action (with an outer time bound), publish one outcome per
+attempt, retry what the action calls temporary with exponential backoff and jitter, send a
+command that exhausted its attempts to the DLQ with every attempt's error, and, for a
+serialized route, issue the next action's command after this one's terminal outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from typing import Any
+
+import faust
+from mode import Service
+
+import actions
+from actions.exec import ExecAction
+from actions.base import (
+    Action,
+    ActionPermanentError,
+    ActionRequest,
+    ActionResult,
+    ActionTemporaryError,
+)
+from streams import config, records
+from streams.app import PosteeApp
+from streams.errors import EventError
+from streams.records import Command, Outcome
+from streams.settings import ActionLimits, Settings
+
+__all__ = ["ActionPool", "install", "run_command"]
+
+log = logging.getLogger(__name__)
+
+#: Time an action gets beyond its own timeout before the executor gives up on it.
+OUTER_GRACE_S = 10.0
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
+ACTION_CONCURRENCY = 4
+
+
+class ActionPool(Service):
+    """Owns one instance per action type (and so their long-lived clients)."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self._stack = AsyncExitStack()
+        self._actions: dict[str, Action] = {}
+
+    async def on_start(self) -> None:
+        limits = self.settings.actions
+        for kind, cls in actions.REGISTRY.items():
+            instance = _build(cls, limits)
+            self._actions[kind] = await self._stack.enter_async_context(instance)
+
+    async def on_stop(self) -> None:
+        await self._stack.aclose()
+
+    def get(self, kind: str) -> Action:
+        return self._actions[kind]
+
+
+def _build(cls: type[Action], limits: ActionLimits) -> Action:
+    if issubclass(cls, ExecAction):
+        return cls(timeout_s=limits.exec_timeout_s, max_output_bytes=limits.max_output_bytes)
+    return cls()
+
+
+def install(app: PosteeApp, pool: ActionPool) -> None:
+    for kind in actions.REGISTRY:
+        app.agent(
+            app.postee_topics.actions[kind],
+            name=f"execute_{kind}_commands",
+            concurrency=ACTION_CONCURRENCY,
+        )(_agent(app, pool, kind))
+
+
+def _agent(app: PosteeApp, pool: ActionPool, kind: str) -> Any:
+    async def execute_commands(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await execute_one(app, pool.get(kind), event)
+
+    execute_commands.__name__ = execute_commands.__qualname__ = f"execute_{kind}_commands"
+    return execute_commands
+
+
+async def execute_one(app: PosteeApp, action: Action, event: faust.EventT) -> None:
+    publisher = app.publisher
+    try:
+        command = records.decode_command(event.value)
+    except EventError as exc:
+        await publisher.send_dlq(event.value, stage=exc.stage, reason=exc.reason, event=event)
+        return
+    run = await run_command(app, action, command)
+    if run.exhausted:
+        await publisher.send(publisher.dlq(records.DlqRecord.for_bytes(
+            command.to_json(), stage="execute", reason=f"attempts exhausted: {run.last.error}",
+            topic=event.message.topic, partition=event.message.partition,
+            offset=event.message.offset, event_id=command.event_id, error=run.last.error,
+            attempts=run.errors,
+        )))
+    if command.then:
+        following = replace(command.then[0], then=command.then[1:], issued_at=records.utc_now())
+        await publisher.send(publisher.command(following))
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    result: ActionResult
+    retry_after_s: float | None = None  #: set when the failure is worth another attempt
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    last: Outcome
+    #: Every failed attempt's number and error, for the DLQ record.
+    errors: list[dict[str, Any]]
+    #: The last attempt failed in a way worth retrying, but no attempt was left.
+    exhausted: bool
+
+
+async def run_command(app: PosteeApp, action: Action, command: Command) -> CommandRun:
+    """Run every attempt of one command, publishing each outcome."""
+    max_attempts = _max_attempts(action, command)
+    attempt = command.attempt
+    errors: list[dict[str, Any]] = []
+    while True:
+        started_at, started = records.utc_now(), time.monotonic()
+        result = await _attempt(action, command, attempt)
+        final = result.retry_after_s is None or attempt >= max_attempts
+        if result.result.status == "failed":
+            errors.append({"attempt": attempt, "error": result.result.error})
+        outcome = Outcome(
+            event_id=command.event_id,
+            command_id=command.command_id,
+            route=command.route,
+            action=command.action,
+            type=command.type,
+            status=result.result.status,
+            attempt=attempt,
+            started_at=started_at,
+            finished_at=records.utc_now(),
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            detail=dict(result.result.detail),
+            error=result.result.error,
+            final=final,
+            replay_id=command.replay_id,
+            dry_run=command.dry_run,
+        )
+        await app.publisher.send(app.publisher.outcome(outcome))
+        if final:
+            return CommandRun(outcome, errors, exhausted=result.retry_after_s is not None)
+        await asyncio.sleep(result.retry_after_s or 0)  # backoff between attempts, not pacing
+        attempt += 1
+
+
+async def _attempt(action: Action, command: Command, attempt: int) -> _Attempt:
+    request = ActionRequest(
+        command_id=command.command_id,
+        event_id=command.event_id,
+        action=command.action,
+        params=command.params,
+        event=command.event,
+        event_text=command.event_text,
+        template=command.template,
+        dry_run=command.dry_run,
+        attempt=attempt,
+        timeout_s=_timeout_s(action, command),
+    )
+    bound_s = request.timeout_s + OUTER_GRACE_S
+    try:
+        return _Attempt(await asyncio.wait_for(action.execute(request), bound_s))
+    except ActionTemporaryError as exc:
+        return _Attempt(ActionResult("failed", error=str(exc)), exc.retry_after_s or _backoff(attempt))
+    except ActionPermanentError as exc:
+        return _Attempt(ActionResult("failed", error=str(exc)))
+    except TimeoutError:
+        return _Attempt(ActionResult("failed", error=f"no result within {bound_s:g}s"))
+    except Exception as exc:  # a bug in an action must not stop the agent
+        log.exception("action %s failed on command %s", command.action, command.command_id)
+        return _Attempt(ActionResult("failed", error=f"internal error: {type(exc).__name__}: {exc}"))
+
+
+def _max_attempts(action: Action, command: Command) -> int:
+    retries = command.params.get("retries")
+    return int(retries) + 1 if isinstance(retries, int) and retries >= 0 else action.max_attempts
+
+
+def _timeout_s(action: Action, command: Command) -> float:
+    value = command.params.get("timeout")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.strip():
+        try:
+            return float(config.parse_duration_s(value))
+        except ValueError:
+            pass
+    return action.timeout_s
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential with full jitter, bounded."""
+    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security

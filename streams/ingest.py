@@ -1,0 +1,122 @@
+"""The HTTP ingest bridge: Postee's webhook endpoints, producing to `<prefix>.events`.
+
+It validates and produces; it never routes. `202 {"id": ...}` is answered only after the
+broker acknowledged the write (acks=all), so an accepted event is never lost; a body that
+is not one JSON object gets a 4xx with the reason and nothing is produced.
+
+    POST /  and  POST /scan     an event for every route (upstream's endpoints)
+    POST /tenant/{route}        an event for that route only (404 for an unknown route)
+    GET  /ping                  liveness
+    GET  /healthz               200 when the broker answers, else 503
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiokafka.errors import KafkaError
+from mode import Service
+
+from streams import records
+from streams.app import PosteeApp
+from streams.errors import EventError
+from streams.outcomes import Message
+
+__all__ = ["IngestBridge"]
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_S = 3.0
+
+
+class IngestBridge(Service):
+    """Runs the aiohttp server for the worker's lifetime (registered with
+    `app.web_server`, so Faust starts it once the app is ready)."""
+
+    def __init__(self, app: PosteeApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+        self._runner: web.AppRunner | None = None
+
+    def web_app(self) -> web.Application:
+        web_app = web.Application(client_max_size=self.app.settings.ingest.max_body_bytes)
+        web_app.add_routes([
+            web.post("/", self.ingest_all),
+            web.post("/scan", self.ingest_all),
+            web.post("/tenant/{route}", self.ingest_tenant),
+            web.get("/ping", self.ping),
+            web.get("/healthz", self.healthz),
+        ])
+        return web_app
+
+    async def on_start(self) -> None:
+        settings = self.app.settings.ingest
+        self._runner = web.AppRunner(self.web_app(), access_log=None, shutdown_timeout=5.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, settings.host, settings.port).start()
+        log.info("ingest bridge listening on http://%s:%d", settings.host, settings.port)
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def ingest_all(self, request: web.Request) -> web.Response:
+        return await self._ingest(request, only_route=None)
+
+    async def ingest_tenant(self, request: web.Request) -> web.Response:
+        route = request.match_info["route"]
+        if self.app.config.route(route) is None:
+            return _error(404, f"no route named '{route}'")
+        return await self._ingest(request, only_route=route)
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.Response(text="pong")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        reachable = await self._broker_reachable()
+        status = 200 if reachable else 503
+        return web.json_response({"broker": "ok" if reachable else "unreachable"}, status=status)
+
+    # --- internals ----------------------------------------------------------------------
+
+    async def _ingest(self, request: web.Request, only_route: str | None) -> web.Response:
+        limit = self.app.settings.ingest.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _error(413, f"body of {request.content_length} bytes exceeds the limit of {limit}")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body exceeds the limit of {limit} bytes")
+        try:
+            records.parse_json_object(raw)
+        except EventError as exc:
+            return _error(400, exc.reason)
+        event_id = records.new_event_id()
+        headers = records.event_headers(event_id, "http", records.utc_now(), only_route)
+        message = Message(self.app.postee_topics.events, event_id, raw, headers)
+        try:
+            await asyncio.wait_for(
+                self.app.publisher.send(message), self.app.settings.ingest.produce_timeout_s
+            )
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("event %s not accepted, broker did not acknowledge: %r", event_id, exc)
+            return _error(503, "the broker did not acknowledge the event; retry later")
+        return web.json_response({"id": event_id}, status=202)
+
+    async def _broker_reachable(self) -> bool:
+        try:
+            X
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                metadata = await producer.client.fetch_all_metadata()
+            return bool(metadata.brokers())
+        except Exception:  # any failure means "not reachable" for a health probe
+            return False
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)

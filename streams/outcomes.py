@@ -1,0 +1,76 @@
+"""Publishing our records, and waiting for the broker's acknowledgement.
+
+Agents await every send's ack before they move on to the next record, and Faust commits a
+record's offset only after the agent moved on: so nothing a record caused is lost if the
+worker dies (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import faust
+
+from streams import records
+from streams.records import Command, DlqRecord, Outcome, Routed
+from streams.topics import Topics
+
+__all__ = ["Message", "Publisher"]
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: faust.TopicT
+    key: str | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] | None = None
+
+
+class Publisher:
+    def __init__(self, topics: Topics) -> None:
+        self.topics = topics
+
+    def command(self, command: Command) -> Message:
+        return Message(self.topics.actions[command.type], command.event_id, command.to_json())
+
+    def routed(self, routed: Routed) -> Message:
+        return Message(self.topics.outcomes, routed.event_id, routed.to_json())
+
+    def outcome(self, outcome: Outcome) -> Message:
+        return Message(self.topics.outcomes, outcome.event_id, outcome.to_json())
+
+    def dlq(self, record: DlqRecord) -> Message:
+        return Message(self.topics.dlq, record.event_id, record.to_json())
+
+    async def send(self, *messages: Message) -> None:
+        """Send in order, then wait until the broker acknowledged every one."""
+        pending = [
+            await m.topic.send(
+                key=m.key.encode("utf-8") if m.key is not None else None,
+                value=m.value,
+                headers=list(m.headers) if m.headers else None,
+            )
+            for m in messages
+        ]
+        await asyncio.gather(*pending)
+
+    async def send_dlq(
+        self,
+        raw: bytes | None,
+        *,
+        stage: str,
+        reason: str,
+        event: faust.EventT | None = None,
+        event_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        where: dict[str, object] = {"event_id": event_id, "error": error}
+        if event is not None:
+            where |= {
+                "topic": event.message.topic,
+                "partition": event.message.partition,
+                "offset": event.message.offset,
+            }
+        await self.send(self.dlq(records.DlqRecord.for_bytes(raw, stage=stage, reason=reason, **where)))

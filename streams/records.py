@@ -1,0 +1,330 @@
+"""The records on our topics (DESIGN §3), as frozen dataclasses, and their decoders.
+
+Every record we produce is built here and serialised with `to_json()`; every record we
+consume is decoded here from raw bytes, so no deserialisation failure can happen inside
+Faust's machinery. A record that cannot be decoded raises `EventError(stage, reason)`,
+which the agent turns into a DLQ record.
+
+Plain dataclasses rather than `faust.Record`: the JSON contract is the schemas in
+`schemas/`, and owning `to_dict()` keeps it exact (no `__faust` metadata, no implicit
+coercions), and keeps this module importable without Faust.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+
+from streams.errors import EventError
+
+__all__ = [
+    "HEADER_CONTENT_TYPE",
+    "HEADER_EVENT_ID",
+    "HEADER_RECEIVED_AT",
+    "HEADER_ROUTE",
+    "HEADER_SOURCE",
+    "Command",
+    "DlqRecord",
+    "IncomingEvent",
+    "Outcome",
+    "Routed",
+    "command_id",
+    "decode_command",
+    "decode_event",
+    "event_headers",
+    "new_event_id",
+    "parse_json_object",
+    "utc_now",
+]
+
+HEADER_EVENT_ID = "postee-event-id"
+HEADER_RECEIVED_AT = "postee-received-at"
+HEADER_SOURCE = "postee-source"
+HEADER_CONTENT_TYPE = "postee-content-type"
+#: Set by `POST /tenant/{route}`: evaluate this event against that route only.
+HEADER_ROUTE = "postee-route"
+
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+#: Deeper JSON than this is refused before it reaches the Rego engine or Python's recursion.
+MAX_JSON_DEPTH = 64
+
+Headers = Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None
+Source = Literal["http", "kafka", "replay"]
+Status = Literal["succeeded", "failed", "dry_run", "skipped"]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def command_id(event_id: str, route: str, action: str, replay_id: str | None = None) -> str:
+    """Deterministic: reprocessing one event yields the same ids (what makes idempotency)."""
+    material = "\x00".join([event_id, route, action, replay_id or ""])
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """An event read from the events (or replay) topic, decoded and identified."""
+
+    event_id: str
+    payload: dict[str, Any]  #: the event object as parsed from the original bytes
+    source: str  #: "http", "kafka" (no headers: produced by any client) or "replay"
+    received_at: str | None
+    only_route: str | None = None  #: from `POST /tenant/{route}`
+    replay_id: str | None = None
+    dry_run: bool = False
+
+
+def event_headers(
+    event_id: str, source: Source, received_at: str, only_route: str | None = None
+) -> list[tuple[str, bytes]]:
+    headers = [
+        (HEADER_EVENT_ID, event_id.encode()),
+        (HEADER_RECEIVED_AT, received_at.encode()),
+        (HEADER_SOURCE, source.encode()),
+        (HEADER_CONTENT_TYPE, b"application/json"),
+    ]
+    if only_route is not None:
+        headers.append((HEADER_ROUTE, only_route.encode("utf-8")))
+    return headers
+
+
+def parse_json_object(raw: bytes, stage: str = "decode") -> dict[str, Any]:
+    """Strict JSON: UTF-8, one object, finite numbers, bounded depth."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventError(stage, f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    if not text.strip():
+        raise EventError(stage, "empty event")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise EventError(stage, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (RecursionError, ValueError) as exc:
+        raise EventError(stage, f"not acceptable JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise EventError(stage, f"an event must be a JSON object, got {type(value).__name__}")
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise EventError(stage, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    # Iterative, so hostile nesting cannot hit Python's recursion limit here.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+def decode_event(
+    raw: bytes | None, headers: Headers, *, topic: str, partition: int, offset: int
+) -> IncomingEvent:
+    """Decode a record of the events topic. Without our headers (a bare object produced by
+    any client) the id is derived from where the record sits, so it is stable."""
+    if raw is None:
+        raise EventError("decode", "record has no value (tombstone)")
+    payload = parse_json_object(raw)
+    meta = _header_map(headers)
+    event_id = meta.get(HEADER_EVENT_ID) or f"{topic}:{partition}:{offset}"
+    replay_id = meta.get("postee-replay-id")
+    return IncomingEvent(
+        event_id=event_id,
+        payload=payload,
+        source=meta.get(HEADER_SOURCE) or "kafka",
+        received_at=meta.get(HEADER_RECEIVED_AT),
+        only_route=meta.get(HEADER_ROUTE),
+        replay_id=replay_id,
+        dry_run=meta.get("postee-replay-mode", "") == "dry-run",
+    )
+
+
+def _header_map(headers: Headers) -> dict[str, str]:
+    items: Iterable[tuple[str, bytes]] = (
+        headers.items() if isinstance(headers, Mapping) else (headers or [])
+    )
+    result: dict[str, str] = {}
+    for name, value in items:
+        try:
+            result[name.lower()] = value.decode("utf-8") if value is not None else ""
+        except UnicodeDecodeError:
+            continue  # a foreign header we do not own: ignore it rather than drop the event
+    return result
+
+
+# --- records we produce ---------------------------------------------------------------------
+
+
+class _JsonRecord:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Command(_JsonRecord):
+    """What an action agent must do for one (event, route, action)."""
+
+    command_id: str
+    event_id: str
+    route: str
+    action: str
+    type: str
+    params: dict[str, Any]  #: the action's config keys; secrets stay `$VAR` references
+    event: dict[str, Any]
+    issued_at: str
+    template: dict[str, Any] | None = None  #: rendered title, description, url
+    replay: bool = False
+    replay_id: str | None = None
+    dry_run: bool = False
+    attempt: int = 1
+    #: `serialize-actions`: commands to issue, in order, after this one's terminal outcome.
+    then: tuple[Command, ...] = ()
+
+    @property
+    def event_text(self) -> str:
+        """What an action receives as POSTEE_EVENT: the rendered description when the
+        route has a template, else the event as JSON (upstream)."""
+        if self.template and isinstance(self.template.get("description"), str):
+            return str(self.template["description"])
+        return json.dumps(self.event, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class CommandRef(_JsonRecord):
+    command_id: str
+    route: str
+    action: str
+    type: str
+    queued: bool = False  #: waiting for an earlier action of a serialized route
+
+
+@dataclass(frozen=True)
+class Routed(_JsonRecord):
+    """The routing decision for one event, written also when nothing matched."""
+
+    event_id: str
+    source: str
+    routes: list[str]
+    commands: list[CommandRef]
+    at: str
+    kind: str = "routed"
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+    replay_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome(_JsonRecord):
+    """The result of one attempt of one command."""
+
+    event_id: str
+    command_id: str
+    route: str
+    action: str
+    type: str
+    status: Status
+    attempt: int
+    started_at: str
+    finished_at: str
+    duration_ms: float
+    kind: str = "outcome"
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    final: bool = True  #: False when another attempt follows
+    replay_id: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DlqRecord(_JsonRecord):
+    """Anything we could not process, with enough to find and retry it."""
+
+    stage: str
+    reason: str
+    at: str
+    original: str | None  #: the record's value, as text, or base64 when not UTF-8
+    encoding: Literal["utf-8", "base64", "none"]
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    event_id: str | None = None
+    error: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def for_bytes(cls, raw: bytes | None, *, stage: str, reason: str, **where: Any) -> DlqRecord:
+        if raw is None:
+            return cls(stage=stage, reason=reason, at=utc_now(), original=None, encoding="none", **where)
+        try:
+            return cls(stage=stage, reason=reason, at=utc_now(), original=raw.decode("utf-8"),
+                       encoding="utf-8", **where)
+        except UnicodeDecodeError:
+            return cls(stage=stage, reason=reason, at=utc_now(),
+                       original=base64.b64encode(raw).decode(), encoding="base64", **where)
+
+
+# --- commands we consume --------------------------------------------------------------------
+
+
+@cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((SCHEMAS_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def schema_errors(name: str, value: Any) -> list[str]:
+    """Messages of every violation of `schemas/<name>.schema.json`."""
+    return [
+        f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+        for e in _validator(name).iter_errors(value)
+    ]
+
+
+def decode_command(raw: bytes | None) -> Command:
+    if raw is None:
+        raise EventError("decode-command", "record has no value (tombstone)")
+    value = parse_json_object(raw, stage="decode-command")
+    problems = schema_errors("command", value)
+    if problems:
+        raise EventError("decode-command", "not a valid command: " + "; ".join(problems[:5]))
+    return _command_from_dict(value)
+
+
+def _command_from_dict(value: Mapping[str, Any]) -> Command:
+    fields = {k: v for k, v in value.items() if k in Command.__dataclass_fields__}
+    fields["then"] = tuple(_command_from_dict(c) for c in value.get("then") or ())
+    return Command(**fields)
+

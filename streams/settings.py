@@ -1,0 +1,197 @@
+"""Runtime settings, read once from `POSTEE_*` environment variables.
+
+Grouped by concern into frozen dataclasses; every field has a default and its unit in its
+name. `Settings.from_env()` fails fast with a `ConfigError` naming the variable, before
+anything connects to Kafka. The Postee routing config (cfg.yaml) is separate: `config.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from streams.errors import ConfigError
+
+__all__ = ["ActionLimits", "IngestSettings", "KafkaSettings", "Settings", "TopicSettings"]
+
+DAY_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str = "localhost:9092"
+    """Bootstrap servers, comma separated (`POSTEE_KAFKA`)."""
+    store: str = "memory://"
+    """Faust table store (`POSTEE_STORE`); tables are rebuilt from their changelog topics."""
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    prefix: str = "postee"
+    """Prefix of every topic and of the Faust app id (`POSTEE_TOPIC_PREFIX`)."""
+    partitions: int = 4
+    """Partitions of the events, replay, actions and outcomes topics (`POSTEE_PARTITIONS`)."""
+    replication: int = 1
+    """Replication factor of the topics the app creates (`POSTEE_REPLICATION`)."""
+    events_retention_s: int = 365 * DAY_S
+    """Retention of events and outcomes: the forensic record (`POSTEE_EVENTS_RETENTION_S`)."""
+    actions_retention_s: int = 7 * DAY_S
+    """Retention of command and DLQ topics (`POSTEE_ACTIONS_RETENTION_S`)."""
+
+    def name(self, suffix: str) -> str:
+        return f"{self.prefix}.{suffix}"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    enabled: bool = True
+    """Run the HTTP ingest bridge in this worker (`POSTEE_INGEST`, 0 to disable)."""
+    host: str = "0.0.0.0"  # noqa: S104 - a webhook receiver listens on all interfaces, as upstream
+    port: int = 8082
+    """From `POSTEE_HTTP` (`host:port`, upstream's default `0.0.0.0:8082`)."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest accepted request body (`POSTEE_MAX_BODY_BYTES`); larger gets 413."""
+    produce_timeout_s: float = 15.0
+    """How long a request waits for the broker's ack before answering 503."""
+
+
+@dataclass(frozen=True)
+class ActionLimits:
+    exec_timeout_s: float = 60.0
+    """Default run time bound of an exec action (`POSTEE_EXEC_TIMEOUT_S`)."""
+    max_output_bytes: int = 16 * 1024
+    """Bytes of stdout and of stderr kept in an outcome record (`POSTEE_MAX_OUTPUT_BYTES`)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path = Path("cfg.yaml")
+    """The Postee config (`POSTEE_CFG`)."""
+    rego_filters_path: Path = Path("rego-filters")
+    """Where route `input-files` are looked up (`REGO_FILTERS_PATH`)."""
+    templates_path: Path = Path("rego-templates")
+    """Where template `rego-package`s are looked up (`POSTEE_TEMPLATES_PATH`)."""
+    debug: bool = False
+    """Verbose logging (`POSTEE_DEBUG`)."""
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    actions: ActionLimits = field(default_factory=ActionLimits)
+
+    @property
+    def app_id(self) -> str:
+        """Consumer group and changelog prefix: follows the topic prefix, so two prefixes
+        on one broker share nothing and workers with one prefix form one group."""
+        return f"{self.topics.prefix}-streams"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        host, port = env.host_port("POSTEE_HTTP", IngestSettings.host, IngestSettings.port)
+        return cls(
+            config_path=env.path("POSTEE_CFG", cls.config_path),
+            rego_filters_path=env.path("REGO_FILTERS_PATH", cls.rego_filters_path),
+            templates_path=env.path("POSTEE_TEMPLATES_PATH", cls.templates_path),
+            debug=env.flag("POSTEE_DEBUG", False),
+            kafka=KafkaSettings(
+                bootstrap=env.text("POSTEE_KAFKA", KafkaSettings.bootstrap),
+                store=env.text("POSTEE_STORE", KafkaSettings.store),
+            ),
+            topics=TopicSettings(
+                prefix=env.prefix("POSTEE_TOPIC_PREFIX", TopicSettings.prefix),
+                partitions=env.positive_int("POSTEE_PARTITIONS", TopicSettings.partitions),
+                replication=env.positive_int("POSTEE_REPLICATION", TopicSettings.replication),
+                events_retention_s=env.positive_int(
+                    "POSTEE_EVENTS_RETENTION_S", TopicSettings.events_retention_s
+                ),
+                actions_retention_s=env.positive_int(
+                    "POSTEE_ACTIONS_RETENTION_S", TopicSettings.actions_retention_s
+                ),
+            ),
+            ingest=IngestSettings(
+                enabled=env.flag("POSTEE_INGEST", True),
+                host=host,
+                port=port,
+                max_body_bytes=env.positive_int(
+                    "POSTEE_MAX_BODY_BYTES", IngestSettings.max_body_bytes
+                ),
+            ),
+            actions=ActionLimits(
+                exec_timeout_s=env.positive_float(
+                    "POSTEE_EXEC_TIMEOUT_S", ActionLimits.exec_timeout_s
+                ),
+                max_output_bytes=env.positive_int(
+                    "POSTEE_MAX_OUTPUT_BYTES", ActionLimits.max_output_bytes
+                ),
+            ),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+class _Env:
+    """Typed reads of environment variables; a bad value names the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str, default: str) -> str:
+        value = self._environ.get(name, "").strip()
+        return value or default
+
+    def path(self, name: str, default: Path) -> Path:
+        value = self._environ.get(name, "").strip()
+        return Path(value) if value else default
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._environ.get(name, "").strip().lower()
+        if not value:
+            return default
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"expected a boolean (1/0, true/false), got {value!r}", key=name)
+
+    def positive_int(self, name: str, default: int) -> int:
+        value = self._environ.get(name, "").strip()
+        if not value:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"expected an integer, got {value!r}", key=name) from None
+        if number <= 0:
+            raise ConfigError(f"must be positive, got {number}", key=name)
+        return number
+
+    def positive_float(self, name: str, default: float) -> float:
+        value = self._environ.get(name, "").strip()
+        if not value:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"expected a number, got {value!r}", key=name) from None
+        if not number > 0:
+            raise ConfigError(f"must be positive, got {value}", key=name)
+        return number
+
+    def prefix(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(value) <= allowed or len(value) > 100:
+            raise ConfigError(f"a topic prefix takes letters, digits, '.', '_', '-': {value!r}", key=name)
+        return value
+
+    def host_port(self, name: str, default_host: str, default_port: int) -> tuple[str, int]:
+        value = self._environ.get(name, "").strip()
+        if not value:
+            return default_host, default_port
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"expected host:port, got {value!r}", key=name)
+        return host or default_host, int(port)

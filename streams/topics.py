@@ -1,0 +1,103 @@
+"""Our topics: names, partition counts, retention, and their creation at start.
+
+All topics carry raw bytes (keys and values): we decode them ourselves in `records`, so
+a malformed record reaches our code (and the DLQ) instead of failing inside Faust.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from mode import Service
+
+from streams.settings import Settings
+
+__all__ = ["TopicDeclarer", "Topics"]
+
+log = logging.getLogger(__name__)
+
+ACTION_TYPES = ("exec", "http", "docker", "kubernetes")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_s: int
+
+
+class Topics:
+    """The Faust topic objects of one deployment (one topic prefix)."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.settings = settings
+        name = settings.topics.name
+        self.events = self._raw(app, name("events"))
+        self.replay = self._raw(app, name("replay"))
+        self.outcomes = self._raw(app, name("outcomes"))
+        self.dlq = self._raw(app, name("dlq"))
+        self.actions = {kind: self._raw(app, name(f"actions.{kind}")) for kind in ACTION_TYPES}
+
+    @staticmethod
+    def _raw(app: faust.App, name: str) -> faust.TopicT:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+    def specs(self) -> list[TopicSpec]:
+        t = self.settings.topics
+        long, short = t.events_retention_s, t.actions_retention_s
+        specs = [
+            TopicSpec(t.name("events"), t.partitions, long),
+            TopicSpec(t.name("replay"), t.partitions, long),
+            TopicSpec(t.name("outcomes"), t.partitions, long),
+            TopicSpec(t.name("dlq"), t.partitions, long),
+        ]
+        specs += [TopicSpec(t.name(f"actions.{k}"), t.partitions, short) for k in ACTION_TYPES]
+        return specs
+
+
+class TopicDeclarer(Service):
+    """Creates missing topics before the app's consumer subscribes (a worker dependency),
+    with our partition counts and retention rather than the broker's defaults."""
+
+    def __init__(self, settings: Settings, specs: list[TopicSpec], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.settings = settings
+        self.topic_specs = specs
+
+    async def on_start(self) -> None:
+        await declare_topics(self.settings, self.topic_specs)
+
+
+async def declare_topics(settings: Settings, specs: list[TopicSpec]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=s.name,
+                num_partitions=s.partitions,
+                replication_factor=settings.topics.replication,
+                topic_configs={"retention.ms": str(s.retention_s * 1000)},
+            )
+            for s in specs
+            if s.name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another worker created them between our list and create
+            log.info("created topics: %s", ", ".join(t.name for t in missing))
+    finally:
+        await admin.close()
