@@ -110,7 +110,7 @@ class IngestBridge(Service):
 
     async def _broker_reachable(self) -> bool:
         try:
-            X
+            producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
                 metadata = await producer.client.fetch_all_metadata()
             return bool(metadata.brokers())

@@ -1,0 +1,54 @@
+# Postee Streams: the `postee` worker (router + actions + HTTP ingest bridge on :8082).
+#
+#   docker build -t postee-streams .
+#   docker run --rm -e POSTEE_KAFKA=broker:9092 -v "$PWD/cfg.yaml:/config/cfg.yaml:ro" \
+#     -p 8082:8082 postee-streams
+#
+# Or everything, Kafka included: `docker-compose up --build` (docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, in their own layer, read from pyproject.toml itself (no second list
+# to keep in sync): a code change then does not reinstall them.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# Why an editable install: streams/config.py (SCHEMA_PATH) and streams/records.py
+# (SCHEMAS_DIR) read the JSON schemas at `Path(__file__).parent.parent / "schemas"`, and
+# schemas/ is not package data. A regular `pip install .` would put the packages in
+# site-packages, where ../schemas does not exist. `pip install -e .` keeps the code
+# imported from /app/streams and /app/actions, so /app/schemas is found; the `postee`
+# console script is installed all the same. `--no-deps`: they are installed above.
+COPY schemas/ schemas/
+COPY actions/ actions/
+COPY streams/ streams/
+RUN pip install --no-deps -e . \
+    && python -c "import streams.config as c, streams.records as r; assert c.SCHEMA_PATH.is_file(), c.SCHEMA_PATH; assert (r.SCHEMAS_DIR / 'routed.schema.json').is_file()" \
+    && postee --help >/dev/null
+
+# Non-root. /app stays root-owned (read-only code); the worker's working directory is
+# /data, writable by it: Faust keeps its data directory (`<app id>-data/`) under the
+# working directory, and relative paths (REGO_FILTERS_PATH, POSTEE_TEMPLATES_PATH)
+# resolve there too.
+RUN useradd --system --uid 10001 --user-group --home-dir /data --create-home \
+        --shell /usr/sbin/nologin postee
+USER postee
+WORKDIR /data
+
+# Mount your cfg.yaml here, or set POSTEE_CFG.
+ENV POSTEE_CFG=/config/cfg.yaml \
+    POSTEE_HTTP=0.0.0.0:8082
+
+EXPOSE 8082
+
+ENTRYPOINT ["postee"]
+CMD ["run"]

@@ -1,0 +1,185 @@
+"""Shared helpers of the benchmarks: configs, topics, plain-aiokafka I/O, result output.
+
+Everything here talks to Kafka with plain aiokafka clients (no Faust), so the numbers it
+produces are the yardstick the Faust worker is measured against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from rich.console import Console
+from rich.table import Table
+
+__all__ = [
+    "Result",
+    "consume_all",
+    "create_topic",
+    "delete_topics",
+    "print_results",
+    "produce_all",
+    "write_config",
+]
+
+#: Rule bodies of the routes after the first; `{i}` is the route index. They do not match
+#: the TRC-2 sample, except the one every tenth route uses (see `route_rule`).
+_MISSES = (
+    'input.SigMetadata.ID == "TRC-{i}00"',
+    'input.Context.processName == "gdb-{i}"',
+    'contains(input.Context.containerImage, "nginx-{i}")',
+    'input.Context.podNamespace == "kube-system-{i}"\ninput.SigMetadata.Properties.Severity >= 2',
+)
+_OTHER_FIELD_HIT = "input.SigMetadata.Properties.Severity >= 3"
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    events: int
+    seconds: float
+    matched_per_event: int | None = None  #: routes matched per event (router rows only)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+def route_rule(index: int) -> str:
+    """Route 0 matches TRC-2; every tenth route from 5 matches another field; the rest miss."""
+    if index == 0:
+        return 'input.SigMetadata.ID == "TRC-2"'
+    if index % 10 == 5:
+        return _OTHER_FIELD_HIT
+    return _MISSES[index % len(_MISSES)].format(i=index)
+
+
+def expected_matches(routes: int) -> int:
+    return sum(1 for i in range(routes) if i == 0 or i % 10 == 5)
+
+
+def write_config(directory: Path, routes: int) -> Path:
+    """A cfg.yaml with `routes` routes, each pointing at its own (never run) exec action."""
+    config = {
+        "name": f"bench-{routes}-routes",
+        "routes": [
+            {"name": f"route-{i}", "input": route_rule(i), "actions": [f"exec-{i}"]}
+            for i in range(routes)
+        ],
+        "actions": [
+            {"name": f"exec-{i}", "type": "exec", "enable": True, "exec-script": "true"}
+            for i in range(routes)
+        ],
+    }
+    path = directory / f"cfg-{routes}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix`; return their names."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
+async def produce_all(bootstrap: str, topic: str, value: bytes, count: int) -> float:
+    """Produce `count` copies of `value` (no key, no headers, acks=all), pipelined; return
+    the seconds from the first send until the broker acknowledged the last one."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.partitions_for(topic)  # metadata fetch is not part of the timing
+        start = time.perf_counter()
+        pending = [await producer.send(topic, value) for _ in range(count)]
+        await asyncio.gather(*pending)
+        return time.perf_counter() - start
+    finally:
+        await producer.stop()
+
+
+async def consume_all(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    *,
+    timeout_s: float,
+    on_batch: Callable[[list[Any]], None] | None = None,
+    is_alive: Callable[[], bool] = lambda: True,
+) -> tuple[float, float]:
+    """Read `topic` from the beginning with a fresh, group-less consumer until `count`
+    records arrived. Returns (seconds from the first poll, seconds from the first record),
+    both up to the arrival of the `count`-th record. Polls; never sleeps."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        start = time.perf_counter()
+        first: float | None = None
+        seen = 0
+        while seen < count:
+            now = time.perf_counter()
+            if now - start > timeout_s:
+                raise TimeoutError(f"{topic}: {seen} of {count} records after {timeout_s:.0f}s")
+            if not is_alive():
+                raise RuntimeError(f"{topic}: the worker died after {seen} of {count} records")
+            batch = await consumer.getmany(timeout_ms=200)
+            arrived = time.perf_counter()
+            messages = [m for part in batch.values() for m in part]
+            if messages and first is None:
+                first = arrived
+            seen += len(messages)
+            if on_batch is not None and messages:
+                on_batch(messages)
+        assert first is not None
+        return arrived - start, arrived - first
+    finally:
+        await consumer.stop()
+
+
+def print_results(results: list[Result], as_json: bool, meta: dict[str, Any]) -> None:
+    consume = next((r for r in results if r.name == "baseline consume"), None)
+    base = consume.rate if consume else None
+    if as_json:
+        rows = [
+            asdict(r) | {"events_per_s": r.rate, "vs_consume": r.rate / base if base else None}
+            for r in results
+        ]
+        print(json.dumps(meta | {"results": rows}, indent=2))
+        return
+    table = Table(title=f"route throughput ({meta['events']} events, {meta['bootstrap']})")
+    for column in ("case", "events", "seconds", "events/s", "vs consume", "matched/event"):
+        table.add_column(column, justify="left" if column == "case" else "right")
+    for r in results:
+        ratio = f"{r.rate / base:.3f}" if base else "-"
+        matched = "-" if r.matched_per_event is None else str(r.matched_per_event)
+        table.add_row(r.name, str(r.events), f"{r.seconds:.3f}", f"{r.rate:,.0f}", ratio, matched)
+    Console().print(table)

@@ -1,0 +1,50 @@
+"""Shared fixtures: where the services are, and guards against leaks between tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO.parent / "shared" / "samples"
+if not SAMPLES.is_dir():  # a clone elsewhere: the samples are vendored under tests/samples
+    SAMPLES = REPO / "tests" / "samples"
+
+
+def services_required() -> bool:
+    """`.ci/run` sets POSTEE_REQUIRE_SERVICES=1: a missing service fails the run, never skips."""
+    return os.environ.get("POSTEE_REQUIRE_SERVICES") == "1"
+
+
+def service_env() -> dict[str, str]:
+    """Variables written by `make services` (.services/env), under the process's own."""
+    values: dict[str, str] = {}
+    env_file = REPO / ".services" / "env"
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            line = line.removeprefix("export ").strip()
+            if "=" in line and not line.startswith("#"):
+                name, _, value = line.partition("=")
+                values[name] = value.strip("'\"")
+    return {**values, **{k: v for k, v in os.environ.items() if k in values}}
+
+
+def missing_service(reason: str) -> None:
+    if services_required():
+        pytest.fail(f"required service unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from POSTEE_* variables: a test must not see another test's."""
+    for name in list(os.environ):
+        if name.startswith("POSTEE_") and name not in ("POSTEE_REQUIRE_SERVICES", "POSTEE_KAFKA"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def samples() -> Path:
+    return SAMPLES

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import missing_service, service_env
+from tests.kafka_support import TopicReader, broker_reachable, open_reader
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> str:
+    server = service_env().get("POSTEE_KAFKA")
+    if not server:
+        missing_service("POSTEE_KAFKA is not set: run `make services` first")
+    assert server is not None
+    if not asyncio.run(broker_reachable(server)):
+        missing_service(f"no Kafka broker answers at {server}: run `make services` first")
+    return server
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture
+async def reader_factory(bootstrap: str) -> AsyncIterator[object]:
+    readers: list[TopicReader] = []
+
+    async def open_topic(topic: str) -> TopicReader:
+        reader = await open_reader(bootstrap, topic)
+        readers.append(reader)
+        return reader
+
+    yield open_topic
+    for reader in readers:
+        await reader.consumer.stop()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield tmp_path_factory.mktemp("worker-logs")

@@ -1,0 +1,169 @@
+"""Real-broker helpers for the integration and end-to-end tests.
+
+Every wait polls against a deadline; nothing sleeps for synchronisation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+#: How long any wait for a record or a service may take before the test fails.
+DEADLINE_S = 45.0
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def unique_prefix(label: str) -> str:
+    return f"test-{label}-{uuid.uuid4().hex[:8]}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def broker_reachable(bootstrap: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(admin.start(), 10)
+        await admin.close()
+        return True
+    except Exception:
+        return False
+
+
+@dataclass
+class TopicReader:
+    """Reads one topic from the beginning and keeps everything it saw."""
+
+    consumer: AIOKafkaConsumer
+    seen: list[Any] = field(default_factory=list)
+
+    async def wait_for(
+        self, predicate: Callable[[Any], bool], count: int = 1, deadline_s: float = DEADLINE_S
+    ) -> list[Any]:
+        """Wait until `count` records satisfy `predicate`; return them."""
+        end = time.monotonic() + deadline_s
+        while True:
+            found = [m for m in self.seen if predicate(m)]
+            if len(found) >= count:
+                return found
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"timed out after {deadline_s}s: {len(found)}/{count} matching records "
+                    f"among {len(self.seen)} on {self.consumer.subscription()}"
+                )
+            batch = await self.consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
+            for messages in batch.values():
+                self.seen.extend(messages)
+
+    async def drain_until(self, predicate: Callable[[Any], bool]) -> list[Any]:
+        """Everything up to and including the first record matching `predicate`."""
+        await self.wait_for(predicate)
+        index = next(i for i, m in enumerate(self.seen) if predicate(m))
+        return self.seen[: index + 1]
+
+
+def value(message: Any) -> Any:
+    return json.loads(message.value)
+
+
+async def open_reader(bootstrap: str, topic: str) -> TopicReader:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        enable_auto_commit=False, metadata_max_age_ms=1000,
+    )
+    await consumer.start()
+    return TopicReader(consumer)
+
+
+async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Worker:
+    """A `postee run` process with its own topic prefix and port."""
+
+    process: subprocess.Popen[bytes]
+    prefix: str
+    base_url: str
+    log_path: Path
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.prefix}.{suffix}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+
+def start_worker(
+    bootstrap: str, config: Path, log_dir: Path, label: str, extra_env: dict[str, str] | None = None
+) -> Worker:
+    port = free_port()
+    prefix = unique_prefix(label)
+    log_path = log_dir / f"worker-{prefix}.log"
+    env = {
+        **os.environ,
+        "POSTEE_KAFKA": bootstrap,
+        "POSTEE_CFG": str(config),
+        "POSTEE_TOPIC_PREFIX": prefix,
+        "POSTEE_HTTP": f"127.0.0.1:{port}",
+        "POSTEE_PARTITIONS": "2",
+        **(extra_env or {}),
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams", "run"],
+            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    worker = Worker(process, prefix, f"http://127.0.0.1:{port}", log_path)
+    _wait_healthy(worker)
+    return worker
+
+
+def _wait_healthy(worker: Worker) -> None:
+    end = time.monotonic() + DEADLINE_S
+    while time.monotonic() < end:
+        if worker.process.poll() is not None:
+            raise AssertionError(f"worker exited with {worker.process.returncode}:\n{worker.log()}")
+        try:
+            if httpx.get(worker.base_url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)  # poll interval of a readiness probe with a deadline
+    worker.stop()
+    raise AssertionError(f"worker not healthy within {DEADLINE_S}s:\n{worker.log()}")
