@@ -46,11 +46,9 @@ class Result:
     name: str
     events: int
     seconds: float
+    #: events/s; for the router (events - 1) / seconds, as the clock starts at the first
+    rate: float
     matched_per_event: int | None = None  #: routes matched per event (router rows only)
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else float("inf")
 
 
 def route_rule(index: int) -> str:
@@ -170,14 +168,14 @@ def print_results(results: list[Result], as_json: bool, meta: dict[str, Any]) ->
     base = consume.rate if consume else None
     if as_json:
         rows = [
-            asdict(r) | {"events_per_s": r.rate, "vs_consume": r.rate / base if base else None}
+            asdict(r) | {"vs_consume": r.rate / base if base else None}
             for r in results
         ]
         print(json.dumps(meta | {"results": rows}, indent=2))
         return
     table = Table(title=f"route throughput ({meta['events']} events, {meta['bootstrap']})")
     for column in ("case", "events", "seconds", "events/s", "vs consume", "matched/event"):
-        table.add_column(column, justify="left" if column == "case" else "right")
+        table.add_column(column, justify="left" if column == "case" else "right", no_wrap=True)
     for r in results:
         ratio = f"{r.rate / base:.3f}" if base else "-"
         matched = "-" if r.matched_per_event is None else str(r.matched_per_event)

@@ -40,7 +40,8 @@ def _settings(config: str | None, bootstrap: str | None, prefix: str | None) -> 
 
 def _fail(errors: list[ConfigError]) -> None:
     for error in errors:
-        console.print(f"[red]error[/red] {error.describe()}", highlight=False)
+        # Plain text, one line per error: grep-able, never wrapped.
+        click.echo(f"error: {error.describe()}", err=True)
     raise SystemExit(2)
 
 
@@ -109,7 +110,7 @@ def validate(cfg: str | None) -> None:
     """Check a config file (structure, references, Rego); print every error."""
     settings = _settings(cfg, None, None)
     config, matcher = _load(settings)
-    console.print(
+    Console().print(
         f"[green]ok[/green] {config.file}: {len(config.routes)} routes, "
         f"{len(config.actions)} actions, {len(config.templates)} templates"
     )

@@ -179,7 +179,7 @@ def _validator(definition: str | None = None) -> jsonschema.Draft202012Validator
 
 def _schema_errors(path: Path, raw: Mapping[str, Any]) -> Iterator[ConfigError]:
     for error in sorted(_validator().iter_errors(raw), key=lambda e: list(e.absolute_path)):
-        yield _located(path, raw, list(error.absolute_path), error.message)
+        yield _located(path, raw, list(error.absolute_path), _message(error))
     for index, action in enumerate(_action_list(raw)):
         if not isinstance(action, dict) or not isinstance(action.get("type"), str):
             continue  # already reported by the top-level schema
@@ -194,7 +194,18 @@ def _schema_errors(path: Path, raw: Mapping[str, Any]) -> Iterator[ConfigError]:
             )
             continue
         for error in _validator(f"action-{kind}").iter_errors(action):
-            yield _located(path, raw, [_actions_key(raw), index, *error.absolute_path], error.message)
+            yield _located(path, raw, [_actions_key(raw), index, *error.absolute_path], _message(error))
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's text, except for "one of these keys" rules, which it words poorly."""
+    if error.validator == "oneOf" and isinstance(error.validator_value, list):
+        keys = [k for branch in error.validator_value for k in branch.get("required", [])]
+        if len(keys) == len(error.validator_value):
+            given = [k for k in keys if isinstance(error.instance, dict) and k in error.instance]
+            found = f" (found {', '.join(given)})" if given else ""
+            return f"needs exactly one of: {', '.join(keys)}{found}"
+    return error.message
 
 
 def _located(path: Path, raw: Mapping[str, Any], where: list[Any], message: str) -> ConfigError:

@@ -187,10 +187,13 @@ def _header_map(headers: Headers) -> dict[str, str]:
 
 class _JsonRecord:
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
+        """The record as JSON types (tuples become lists), as a consumer will see it."""
+        value: dict[str, Any] = json.loads(self.to_json())
+        return value
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+        fields = asdict(self)  # type: ignore[call-overload]
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,21 @@
 """Route rules: compile every route's Rego once, match each event with one engine call.
 
-Postee v2 semantics: a route's inline `input` text becomes the body of
-`package postee` / `default allow = false` / `allow { <lines> }` (lines are ANDed);
-`input-files` replace it and are ORed (each file contributes `allow` bodies); a route
+Postee v2 semantics: inline `input` text becomes `package postee` / `default allow =
+false` / `allow { <lines> }` (lines ANDed); `input-files` replace it and are ORed; a route
 with neither matches every object event; a non-object event matches nothing.
 
-Upstream compiles one policy per route per event. Here every route's modules move into
-their own package `postee.routes.r<index>` (index-based: route names may hold any
-character), one gathering module collects `matches contains "r<index>"`, and the lot is
-built once into a regopy bundle. An event then costs one `set_input` and one
-`query_bundle_entrypoint`. Each route's allow rule is also an entrypoint, which serves
-`evaluate(only=...)` and pins down which route failed when the combined query errors.
+Upstream compiles one policy per route per event. Here each route's modules move into
+package `postee.routes.r<index>` (route names may hold any character), a gathering module
+collects `matches contains "r<index>"`, and all is built once into one regopy bundle: an
+event costs one `set_input` and one `query_bundle_entrypoint`. Each route's `allow` is
+also an entrypoint, for `evaluate(only=...)` and to name the route when evaluation fails.
 
 regopy is not thread-safe: a RouteMatcher must be used from a single thread.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -46,9 +45,8 @@ _PACKAGE = re.compile(r"^[ \t]*package[ \t]+([^\s#]+)", re.MULTILINE)
 _DATA_POSTEE = re.compile(r"\bdata\.postee\b")
 _DEFAULT = re.compile(r"^[ \t]*default[ \t]+([\w.]+)[ \t]*:?=[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 _ERROR_START = re.compile(r"\(error(?=[\s)])")
-_ERROR_MSG = re.compile(rb"\(errormsg (\d+):")
-_LENGTH_PREFIX = re.compile(rb"(\d+):")
-_OFFSETS = re.compile(rb"\|(\d+)\|\d+")
+_ERROR_MSG = re.compile(r"\(errormsg \d+:(.*)\)$", re.MULTILINE)
+_LOCATION = re.compile(r"\d+:(r\d+/\w+\.rego)\|(\d+)\|")
 
 
 @dataclass(frozen=True)
@@ -70,11 +68,8 @@ class RuleCompileError(Exception):
 
 
 class RuleEvaluationError(Exception):
-    """The engine could not evaluate an event (bad input or a failing route).
-
-    `routes` names the failing routes when known; `matched` holds the routes that
-    still matched, so a caller may choose to route the event to them anyway.
-    """
+    """The engine could not evaluate an event: input too deep/big, or failing `routes`
+    (`matched` then holds the routes that still matched, should the caller want them)."""
 
     def __init__(
         self, reason: str, routes: tuple[str, ...] = (), matched: frozenset[str] = frozenset()
@@ -101,11 +96,6 @@ def _new_interpreter() -> regopy.Interpreter:
     # regopy prints compile errors to the process's stdout at its default level.
     interpreter.log_level = regopy.LogLevel.NONE
     return interpreter
-
-
-def _inline_module(index: int, rule: RouteRule, body: str) -> _Module:
-    header = f"package postee.routes.r{index}\ndefault allow = false\nallow {{\n"
-    return _Module(f"r{index}/input.rego", f"{header}{body}\n}}\n", rule.name, None, 3)
 
 
 def _file_modules(index: int, rule: RouteRule) -> list[_Module]:
@@ -139,11 +129,8 @@ def _file_modules(index: int, rule: RouteRule) -> list[_Module]:
 
 
 def _drop_repeated_defaults(text: str, seen: set[tuple[str, str]]) -> str:
-    """Blank a `default x = v` another file of the route already declared.
-
-    Self-contained filter files each say `default allow = false`; Rego rejects the
-    repeat, yet ORing such files is exactly what input-files are for.
-    """
+    """Blank a `default x = v` that another file of the route already declared: each
+    standalone filter says `default allow = false`, and Rego rejects the repeat."""
 
     def blank(match: re.Match[str]) -> str:
         key = (match.group(1), match.group(2).split("#")[0].strip())
@@ -160,7 +147,10 @@ def _route_modules(index: int, rule: RouteRule) -> list[_Module]:
     if rule.input_files:
         return _file_modules(index, rule)
     body = rule.input or ""
-    return [_inline_module(index, rule, body)] if body.strip() else []
+    if not body.strip():
+        return []
+    header = f"package postee.routes.r{index}\ndefault allow = false\nallow {{\n"
+    return [_Module(f"r{index}/input.rego", f"{header}{body}\n}}\n", rule.name, None, 3)]
 
 
 def _build(modules: Sequence[_Module], entrypoints: Sequence[str]) -> regopy.Bundle:
@@ -198,55 +188,34 @@ def _node_text(node: regopy.Node) -> str:
     return "\n".join(str(node.at(i).json()) for i in range(len(node)))
 
 
-def _explain(text: str, modules: Mapping[str, _Module]) -> list[tuple[_Module | None, str]]:
-    """Turn regopy's error s-expressions into (module, "message (line L, column C)")."""
-    starts = [m.start() for m in _ERROR_START.finditer(text)] or [0]
-    found = []
-    for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
-        block = text[start:end].encode()
-        msg = _ERROR_MSG.search(block)
-        raw = block.strip()[:300] if msg is None else _prefixed(block, msg)
-        message = raw.decode(errors="replace") or "engine error"
-        module, where = _locate(block, modules)
-        found.append((module, message + where))
-    return found
-
-
-def _prefixed(block: bytes, match: re.Match[bytes]) -> bytes:
-    """The length-prefixed string that `match` (ending in "N:") introduces."""
-    return block[match.end() : match.end() + int(match.group(1))]
-
-
-def _locate(block: bytes, modules: Mapping[str, _Module]) -> tuple[_Module | None, str]:
-    # Locations read "<len>:<module name>|<byte offset>|<length>".
-    for match in _LENGTH_PREFIX.finditer(block):
-        name = _prefixed(block, match).decode(errors="replace")
-        offsets = _OFFSETS.match(block, match.end() + int(match.group(1)))
-        if name in modules and offsets is not None:
-            module = modules[name]
-            before = module.text.encode()[: int(offsets.group(1))]
-            line = before.count(b"\n") + 1 - module.header_lines
-            column = len(before) - (before.rfind(b"\n") + 1) + 1
-            return module, f" (line {line}, column {column})"
-    return None, ""
-
-
-def _compile_errors(text: str, modules: Sequence[_Module], route: str) -> list[RuleCompileError]:
+def _explain(text: str, modules: Sequence[_Module], route: str = "") -> list[RuleCompileError]:
+    """One error per `(error ...)` s-expression of regopy, located in the user's text."""
     by_name = {module.name: module for module in modules}
     # An error without a location still belongs to the route, and to its file if only one.
     file = modules[0].file if len(modules) == 1 else None
-    return [
-        RuleCompileError(m.route, message, m.file) if m else RuleCompileError(route, message, file)
-        for m, message in _explain(text, by_name)
-    ]
+    starts = [m.start() for m in _ERROR_START.finditer(text)] or [0]
+    errors = []
+    for start, end in itertools.pairwise([*starts, len(text)]):
+        block = text[start:end]
+        msg = _ERROR_MSG.search(block)
+        message = msg.group(1) if msg else block.strip()[:300] or "engine error"
+        # Locations read "<length>:<module name>|<byte offset>|<length>".
+        at = _LOCATION.search(block)
+        if at is None or at.group(1) not in by_name:
+            errors.append(RuleCompileError(route, message, file))
+            continue
+        module = by_name[at.group(1)]
+        before = module.text.encode()[: int(at.group(2))]
+        line = before.count(b"\n") + 1 - module.header_lines
+        column = len(before) - before.rfind(b"\n")
+        where = f" (line {line}, column {column})"
+        errors.append(RuleCompileError(module.route, message + where, module.file))
+    return errors
 
 
 def _check_route(index: int, modules: Sequence[_Module]) -> None:
-    """Compile one route alone, then evaluate it once on `{}`.
-
-    The trial run surfaces structural errors that regopy only reports at evaluation
-    time (e.g. `allow` written as a function), at startup instead of on every event.
-    """
+    """Compile one route alone, then run it once on `{}`: some structural errors
+    (`allow` written as a function) surface only at evaluation, better now than per event."""
     bundle = _build(modules, [_allow(index)])
     runner = _new_interpreter()
     runner.set_input({})
@@ -264,15 +233,14 @@ def _prepare(rules: Sequence[RouteRule]) -> tuple[dict[int, list[_Module]], list
         names.add(rule.name)
         try:
             modules = _route_modules(index, rule)
-        except RuleCompileError as exc:
-            errors.append(exc)
-            continue
-        try:
             if modules:
                 _check_route(index, modules)
-            routes[index] = modules
+        except RuleCompileError as exc:
+            errors.append(exc)
         except _EngineFailure as exc:
-            errors.extend(_compile_errors(str(exc), modules, rule.name))
+            errors.extend(_explain(str(exc), modules, rule.name))
+        else:
+            routes[index] = modules
     return routes, errors
 
 
@@ -300,7 +268,7 @@ def _check_input(event: Mapping[object, object]) -> None:
 
 
 class RouteMatcher:
-    """All routes compiled into one bundle. Use each instance from one thread only."""
+    """All routes in one bundle; build it with `compile`. Use it from one thread only."""
 
     def __init__(self, names: tuple[str, ...], routes: Mapping[int, Sequence[_Module]]) -> None:
         self._names = names
@@ -310,12 +278,14 @@ class RouteMatcher:
         self._owner: int | None = None
         if self._rego:
             indexes = list(self._rego.values())
-            modules = [*_dedupe([m for i in indexes for m in routes[i]]), _gather_module(indexes)]
+            # A helper library shared by several routes goes in once (same text, same module).
+            unique = {m.text: m for i in indexes for m in routes[i]}
+            modules = [*unique.values(), _gather_module(indexes)]
             entrypoints = [_GATHER, *(_allow(i) for i in indexes)]
             try:
                 self._engine = (_new_interpreter(), _build(modules, entrypoints))
             except _EngineFailure as exc:
-                raise _compile_errors(str(exc), modules, "(all routes)")[0] from None
+                raise _explain(str(exc), modules, "(all routes)")[0] from None
 
     @classmethod
     def compile(cls, rules: Sequence[RouteRule]) -> RouteMatcher:
@@ -362,28 +332,29 @@ class RouteMatcher:
         except (regopy.RegoError, ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise RuleEvaluationError(f"event cannot be converted for the engine: {exc}") from None
         if only is not None:
-            return self._run_routes([self._names.index(only)])
+            return self._run_routes([self._names.index(only)], frozenset())
         try:
             found = _query(runner, bundle, _GATHER)
         except _EngineFailure:  # Ask route by route, so the error can name the culprit.
-            return matched | self._run_routes(list(self._rego.values()))
+            return self._run_routes(list(self._rego.values()), matched)
         ids = found if isinstance(found, list) else []
         return matched | {self._names[self._rego[str(i)]] for i in ids}
 
-    def _run_routes(self, indexes: Sequence[int]) -> frozenset[str]:
+    def _run_routes(self, indexes: Sequence[int], matched: frozenset[str]) -> frozenset[str]:
+        """Query route entrypoints one by one, so that a failure names its route."""
         assert self._engine is not None
-        matched, failed, reasons = set[str](), list[str](), list[str]()
+        failed, reasons = list[str](), list[str]()
         for index in indexes:
             try:
                 if _query(*self._engine, _allow(index)) is True:
-                    matched.add(self._names[index])
+                    matched |= {self._names[index]}
             except _EngineFailure as exc:
                 failed.append(self._names[index])
-                reasons += [message for _, message in _explain(str(exc), {})]
+                reasons += [error.message for error in _explain(str(exc), [])]
         if failed:
             reason = f"route(s) {', '.join(map(repr, failed))} failed: {'; '.join(reasons)}"
-            raise RuleEvaluationError(reason, tuple(failed), frozenset(matched | self._match_all))
-        return frozenset(matched)
+            raise RuleEvaluationError(reason, tuple(failed), matched)
+        return matched
 
     def _enter(self) -> None:
         # regopy interpreters are not thread-safe; fail loudly instead of corrupting.
@@ -396,14 +367,3 @@ class RouteMatcher:
 
 def _allow(index: int) -> str:
     return f"postee/routes/r{index}/allow"
-
-
-def _dedupe(modules: Sequence[_Module]) -> list[_Module]:
-    """Drop repeats of one helper library shared by several routes (same text)."""
-    seen: set[str] = set()
-    unique = []
-    for module in modules:
-        if module.text not in seen:
-            seen.add(module.text)
-            unique.append(module)
-    return unique

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.errors import ConfigError
+from streams.settings import Settings
+
+
+def test_defaults_follow_upstream():
+    settings = Settings.from_env({})
+    assert (settings.ingest.host, settings.ingest.port) == ("0.0.0.0", 8082)
+    assert settings.kafka.bootstrap == "localhost:9092" and settings.topics.prefix == "postee"
+    assert settings.app_id == "postee-streams" and settings.ingest.max_body_bytes == 1024 * 1024
+
+
+def test_environment_is_read():
+    settings = Settings.from_env({"POSTEE_HTTP": "127.0.0.1:9000", "POSTEE_TOPIC_PREFIX": "blue",
+                                  "POSTEE_CFG": "/etc/cfg.yaml", "POSTEE_MAX_BODY_BYTES": "10"})
+    assert (settings.ingest.host, settings.ingest.port) == ("127.0.0.1", 9000)
+    assert settings.topics.name("events") == "blue.events" and settings.app_id == "blue-streams"
+    assert settings.config_path == Path("/etc/cfg.yaml") and settings.ingest.max_body_bytes == 10
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("POSTEE_HTTP", "nonsense"), ("POSTEE_PARTITIONS", "0"), ("POSTEE_PARTITIONS", "many"),
+     ("POSTEE_TOPIC_PREFIX", "bad prefix!"), ("POSTEE_INGEST", "perhaps")],
+)
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    assert caught.value.key == name
