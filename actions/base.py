@@ -12,6 +12,7 @@ is a *result* (`failed`), not an exception; exceptions are for "could not run at
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -59,7 +60,9 @@ class ActionRequest:
     template: Mapping[str, Any] | None = None  #: rendered title, description, url
     dry_run: bool = False
     attempt: int = 1
-    timeout_s: float = 60.0  #: this attempt's time bound (the action's `timeout` key, or the default)
+    timeout_s: float = (
+        60.0  #: this attempt's time bound (the action's `timeout` key, or the default)
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class Action:
 
     async def __aexit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,  # `type` is the action type here
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:

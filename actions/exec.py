@@ -16,7 +16,7 @@ import contextlib
 import os
 import signal
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,13 @@ class ExecAction(Action):
         if request.dry_run:
             return ActionResult(
                 status="dry_run",
-                detail={"argv": argv, "script": script, "input_file": request.params.get("input-file"),
-                        "env_keys": sorted(_user_env(request.params)), "timeout_s": timeout_s},
+                detail={
+                    "argv": argv,
+                    "script": script,
+                    "input_file": request.params.get("input-file"),
+                    "env_keys": sorted(_user_env(request.params)),
+                    "timeout_s": timeout_s,
+                },
             )
         fd, event_file = tempfile.mkstemp(prefix="postee-event-", suffix=".json")
         try:
@@ -94,7 +99,9 @@ class ExecAction(Action):
                 _kill_group(process.pid)
                 await process.wait()
         stdout, stderr = await _drain(readers)
-        return _result(process.returncode, stdout, stderr, timed_out, timeout_s, self.max_output_bytes)
+        return _result(
+            process.returncode, stdout, stderr, timed_out, timeout_s, self.max_output_bytes
+        )
 
     @staticmethod
     async def _feed_and_wait(process: asyncio.subprocess.Process, script: str | None) -> None:
@@ -150,7 +157,7 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-async def _drain(readers: list[asyncio.Future[_Capture]]) -> tuple[_Capture, _Capture]:
+async def _drain(readers: Sequence[asyncio.Future[_Capture]]) -> tuple[_Capture, _Capture]:
     done, pending = await asyncio.wait(readers, timeout=DRAIN_AFTER_KILL_S)
     for reader in pending:
         reader.cancel()
@@ -178,7 +185,9 @@ def _result(
         "timed_out": timed_out,
     }
     if timed_out:
-        return ActionResult("failed", detail, f"timed out after {timeout_s:g}s; process group killed")
+        return ActionResult(
+            "failed", detail, f"timed out after {timeout_s:g}s; process group killed"
+        )
     if exit_code != 0:
         return ActionResult("failed", detail, f"script exited with code {exit_code}")
     return ActionResult("succeeded", detail)

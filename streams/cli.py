@@ -60,7 +60,9 @@ def _load(settings: Settings) -> tuple[config_module.PosteeConfig, RouteMatcher]
 
 
 config_option = click.option("--config", "-c", help="Postee cfg.yaml [env POSTEE_CFG]")
-bootstrap_option = click.option("--bootstrap", "-b", help="Kafka bootstrap servers [env POSTEE_KAFKA]")
+bootstrap_option = click.option(
+    "--bootstrap", "-b", help="Kafka bootstrap servers [env POSTEE_KAFKA]"
+)
 prefix_option = click.option("--topic-prefix", "-p", help="topic prefix [env POSTEE_TOPIC_PREFIX]")
 
 
@@ -75,8 +77,13 @@ def main() -> None:
 @prefix_option
 @click.option("--http", "http", help="ingest bridge host:port [env POSTEE_HTTP]")
 @click.option("--no-ingest", is_flag=True, help="run without the HTTP bridge [env POSTEE_INGEST=0]")
-def run(config: str | None, bootstrap: str | None, topic_prefix: str | None,
-        http: str | None, no_ingest: bool) -> None:
+def run(
+    config: str | None,
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    http: str | None,
+    no_ingest: bool,
+) -> None:
     """Run the router, the action agents and the ingest bridge in one worker."""
     import faust
 
@@ -88,9 +95,13 @@ def run(config: str | None, bootstrap: str | None, topic_prefix: str | None,
     if http or no_ingest:
         host, port = settings.ingest.host, settings.ingest.port
         if http:
-            host, port = Settings.from_env({"POSTEE_HTTP": http}).ingest.host, int(http.rpartition(":")[2])
-        ingest_settings = IngestSettings(**{**settings.ingest.__dict__, "host": host, "port": port,
-                                            "enabled": not no_ingest})
+            host, port = (
+                Settings.from_env({"POSTEE_HTTP": http}).ingest.host,
+                int(http.rpartition(":")[2]),
+            )
+        ingest_settings = IngestSettings(
+            **{**settings.ingest.__dict__, "host": host, "port": port, "enabled": not no_ingest}
+        )
         settings = settings.with_overrides(ingest=ingest_settings)
     postee_config, matcher = _load(settings)
     app = create_app(settings, postee_config, matcher)
@@ -109,7 +120,7 @@ def run(config: str | None, bootstrap: str | None, topic_prefix: str | None,
 def validate(cfg: str | None) -> None:
     """Check a config file (structure, references, Rego); print every error."""
     settings = _settings(cfg, None, None)
-    config, matcher = _load(settings)
+    config, _ = _load(settings)
     Console().print(
         f"[green]ok[/green] {config.file}: {len(config.routes)} routes, "
         f"{len(config.actions)} actions, {len(config.templates)} templates"
@@ -141,13 +152,22 @@ def send(bootstrap: str | None, topic_prefix: str | None, files: tuple[str, ...]
 @main.command()
 @bootstrap_option
 @prefix_option
-@click.argument("what", type=click.Choice(["events", "outcomes", "dlq", "replay"]), default="outcomes")
+@click.argument(
+    "what", type=click.Choice(["events", "outcomes", "dlq", "replay"]), default="outcomes"
+)
 @click.option("--from-beginning", is_flag=True, help="start at the oldest record, not the newest")
 @click.option("--max", "max_records", type=int, default=None, help="stop after this many records")
 @click.option("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
 @click.option("--json", "as_json", is_flag=True, help="print JSON Lines")
-def tail(bootstrap: str | None, topic_prefix: str | None, what: str, from_beginning: bool,
-         max_records: int | None, idle_timeout: float | None, as_json: bool) -> None:
+def tail(
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    what: str,
+    from_beginning: bool,
+    max_records: int | None,
+    idle_timeout: float | None,
+    as_json: bool,
+) -> None:
     """Pretty-print records of a topic as they come."""
     from streams.kafka_io import tail_topic
 
@@ -161,8 +181,15 @@ def tail(bootstrap: str | None, topic_prefix: str | None, what: str, from_beginn
             out.print_json(data=record)
 
     try:
-        asyncio.run(tail_topic(settings, settings.topics.name(what), show,
-                               from_beginning=from_beginning, max_records=max_records,
-                               idle_timeout_s=idle_timeout))
+        asyncio.run(
+            tail_topic(
+                settings,
+                settings.topics.name(what),
+                show,
+                from_beginning=from_beginning,
+                max_records=max_records,
+                idle_timeout_s=idle_timeout,
+            )
+        )
     except KeyboardInterrupt:
         sys.exit(130)

@@ -194,7 +194,9 @@ def _schema_errors(path: Path, raw: Mapping[str, Any]) -> Iterator[ConfigError]:
             )
             continue
         for error in _validator(f"action-{kind}").iter_errors(action):
-            yield _located(path, raw, [_actions_key(raw), index, *error.absolute_path], _message(error))
+            yield _located(
+                path, raw, [_actions_key(raw), index, *error.absolute_path], _message(error)
+            )
 
 
 def _message(error: jsonschema.ValidationError) -> str:
@@ -205,7 +207,7 @@ def _message(error: jsonschema.ValidationError) -> str:
             given = [k for k in keys if isinstance(error.instance, dict) and k in error.instance]
             found = f" (found {', '.join(given)})" if given else ""
             return f"needs exactly one of: {', '.join(keys)}{found}"
-    return error.message
+    return str(error.message)
 
 
 def _located(path: Path, raw: Mapping[str, Any], where: list[Any], message: str) -> ConfigError:
@@ -232,10 +234,16 @@ def _warn_unknown_keys(path: Path, raw: Mapping[str, Any]) -> None:
     for section, label, known in sections:
         for item in raw.get(section) or []:
             for key in sorted(set(item) - known):
-                log.warning("%s: %s '%s': unknown key '%s' is ignored", path, label, item["name"], key)
+                log.warning(
+                    "%s: %s '%s': unknown key '%s' is ignored", path, label, item["name"], key
+                )
             plugins = item.get("plugins") or {} if section == "routes" else {}
-            for key in sorted(set(plugins) - set(defs["route"]["properties"]["plugins"]["properties"])):
-                log.warning("%s: route '%s': unknown plugin '%s' is ignored", path, item["name"], key)
+            for key in sorted(
+                set(plugins) - set(defs["route"]["properties"]["plugins"]["properties"])
+            ):
+                log.warning(
+                    "%s: route '%s': unknown plugin '%s' is ignored", path, item["name"], key
+                )
     for action in _action_list(raw):
         known = set(defs["action"]["properties"]) | set(
             defs[f"action-{action['type'].lower()}"]["properties"]
@@ -310,24 +318,44 @@ def _reference_errors(config: PosteeConfig, raw: Mapping[str, Any]) -> Iterator[
         for name in route.actions:
             action = config.actions.get(name)
             if action is None:
-                yield ConfigError(f"names action '{name}', which is not defined",
-                                  file=config.file, where=where, key="actions")
+                yield ConfigError(
+                    f"names action '{name}', which is not defined",
+                    file=config.file,
+                    where=where,
+                    key="actions",
+                )
             elif not action.enable:
-                log.warning("%s: %s: action '%s' is not enabled (enable: true) and will not run",
-                            config.file, where, name)
+                log.warning(
+                    "%s: %s: action '%s' is not enabled (enable: true) and will not run",
+                    config.file,
+                    where,
+                    name,
+                )
         if route.template and route.template not in config.templates:
-            yield ConfigError(f"names template '{route.template}', which is not defined",
-                              file=config.file, where=where, key="template")
+            yield ConfigError(
+                f"names template '{route.template}', which is not defined",
+                file=config.file,
+                where=where,
+                key="template",
+            )
         for rego_file in route.input_files:
             if not rego_file.is_file():
-                yield ConfigError(f"Rego file not found: {rego_file}",
-                                  file=config.file, where=where, key="input-files")
+                yield ConfigError(
+                    f"Rego file not found: {rego_file}",
+                    file=config.file,
+                    where=where,
+                    key="input-files",
+                )
 
 
 def _duplicates(file: Path, label: str, names: Sequence[str]) -> Iterator[ConfigError]:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            yield ConfigError(f"{label} name '{name}' is defined twice", file=file,
-                              where=f"{label} '{name}'", key="name")
+            yield ConfigError(
+                f"{label} name '{name}' is defined twice",
+                file=file,
+                where=f"{label} '{name}'",
+                key="name",
+            )
         seen.add(name)

@@ -20,7 +20,6 @@ import faust
 from mode import Service
 
 import actions
-from actions.exec import ExecAction
 from actions.base import (
     Action,
     ActionPermanentError,
@@ -28,6 +27,7 @@ from actions.base import (
     ActionResult,
     ActionTemporaryError,
 )
+from actions.exec import ExecAction
 from streams import config, records
 from streams.app import PosteeApp
 from streams.errors import EventError
@@ -91,7 +91,7 @@ def _agent(app: PosteeApp, pool: ActionPool, kind: str) -> Any:
     return execute_commands
 
 
-async def execute_one(app: PosteeApp, action: Action, event: faust.EventT) -> None:
+async def execute_one(app: PosteeApp, action: Action, event: faust.EventT[bytes]) -> None:
     publisher = app.publisher
     try:
         command = records.decode_command(event.value)
@@ -100,12 +100,21 @@ async def execute_one(app: PosteeApp, action: Action, event: faust.EventT) -> No
         return
     run = await run_command(app, action, command)
     if run.exhausted:
-        await publisher.send(publisher.dlq(records.DlqRecord.for_bytes(
-            command.to_json(), stage="execute", reason=f"attempts exhausted: {run.last.error}",
-            topic=event.message.topic, partition=event.message.partition,
-            offset=event.message.offset, event_id=command.event_id, error=run.last.error,
-            attempts=run.errors,
-        )))
+        await publisher.send(
+            publisher.dlq(
+                records.DlqRecord.for_bytes(
+                    command.to_json(),
+                    stage="execute",
+                    reason=f"attempts exhausted: {run.last.error}",
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    event_id=command.event_id,
+                    error=run.last.error,
+                    attempts=run.errors,
+                )
+            )
+        )
     if command.then:
         following = replace(command.then[0], then=command.then[1:], issued_at=records.utc_now())
         await publisher.send(publisher.command(following))
@@ -178,14 +187,18 @@ async def _attempt(action: Action, command: Command, attempt: int) -> _Attempt:
     try:
         return _Attempt(await asyncio.wait_for(action.execute(request), bound_s))
     except ActionTemporaryError as exc:
-        return _Attempt(ActionResult("failed", error=str(exc)), exc.retry_after_s or _backoff(attempt))
+        return _Attempt(
+            ActionResult("failed", error=str(exc)), exc.retry_after_s or _backoff(attempt)
+        )
     except ActionPermanentError as exc:
         return _Attempt(ActionResult("failed", error=str(exc)))
     except TimeoutError:
         return _Attempt(ActionResult("failed", error=f"no result within {bound_s:g}s"))
     except Exception as exc:  # a bug in an action must not stop the agent
         log.exception("action %s failed on command %s", command.action, command.command_id)
-        return _Attempt(ActionResult("failed", error=f"internal error: {type(exc).__name__}: {exc}"))
+        return _Attempt(
+            ActionResult("failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        )
 
 
 def _max_attempts(action: Action, command: Command) -> int:

@@ -43,13 +43,15 @@ class IngestBridge(Service):
 
     def web_app(self) -> web.Application:
         web_app = web.Application(client_max_size=self.app.settings.ingest.max_body_bytes)
-        web_app.add_routes([
-            web.post("/", self.ingest_all),
-            web.post("/scan", self.ingest_all),
-            web.post("/tenant/{route}", self.ingest_tenant),
-            web.get("/ping", self.ping),
-            web.get("/healthz", self.healthz),
-        ])
+        web_app.add_routes(
+            [
+                web.post("/", self.ingest_all),
+                web.post("/scan", self.ingest_all),
+                web.post("/tenant/{route}", self.ingest_tenant),
+                web.get("/ping", self.ping),
+                web.get("/healthz", self.healthz),
+            ]
+        )
         return web_app
 
     async def on_start(self) -> None:
@@ -87,7 +89,9 @@ class IngestBridge(Service):
     async def _ingest(self, request: web.Request, only_route: str | None) -> web.Response:
         limit = self.app.settings.ingest.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            return _error(413, f"body of {request.content_length} bytes exceeds the limit of {limit}")
+            return _error(
+                413, f"body of {request.content_length} bytes exceeds the limit of {limit}"
+            )
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:

@@ -62,7 +62,7 @@ class Publisher:
         *,
         stage: str,
         reason: str,
-        event: faust.EventT | None = None,
+        event: faust.EventT[bytes] | None = None,
         event_id: str | None = None,
         error: str | None = None,
     ) -> None:
@@ -73,4 +73,6 @@ class Publisher:
                 "partition": event.message.partition,
                 "offset": event.message.offset,
             }
-        await self.send(self.dlq(records.DlqRecord.for_bytes(raw, stage=stage, reason=reason, **where)))
+        await self.send(
+            self.dlq(records.DlqRecord.for_bytes(raw, stage=stage, reason=reason, **where))
+        )

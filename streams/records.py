@@ -119,7 +119,9 @@ def parse_json_object(raw: bytes, stage: str = "decode") -> dict[str, Any]:
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise EventError(stage, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise EventError(
+            stage, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except (RecursionError, ValueError) as exc:
         raise EventError(stage, f"not acceptable JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -290,13 +292,27 @@ class DlqRecord(_JsonRecord):
     @classmethod
     def for_bytes(cls, raw: bytes | None, *, stage: str, reason: str, **where: Any) -> DlqRecord:
         if raw is None:
-            return cls(stage=stage, reason=reason, at=utc_now(), original=None, encoding="none", **where)
+            return cls(
+                stage=stage, reason=reason, at=utc_now(), original=None, encoding="none", **where
+            )
         try:
-            return cls(stage=stage, reason=reason, at=utc_now(), original=raw.decode("utf-8"),
-                       encoding="utf-8", **where)
+            return cls(
+                stage=stage,
+                reason=reason,
+                at=utc_now(),
+                original=raw.decode("utf-8"),
+                encoding="utf-8",
+                **where,
+            )
         except UnicodeDecodeError:
-            return cls(stage=stage, reason=reason, at=utc_now(),
-                       original=base64.b64encode(raw).decode(), encoding="base64", **where)
+            return cls(
+                stage=stage,
+                reason=reason,
+                at=utc_now(),
+                original=base64.b64encode(raw).decode(),
+                encoding="base64",
+                **where,
+            )
 
 
 # --- commands we consume --------------------------------------------------------------------
@@ -330,4 +346,3 @@ def _command_from_dict(value: Mapping[str, Any]) -> Command:
     fields = {k: v for k, v in value.items() if k in Command.__dataclass_fields__}
     fields["then"] = tuple(_command_from_dict(c) for c in value.get("then") or ())
     return Command(**fields)
-

@@ -31,7 +31,7 @@ def install(app: PosteeApp) -> None:
     app.agent(app.postee_topics.events, name="route_events", concurrency=1)(route_events)
 
 
-async def route_one(app: PosteeApp, event: faust.EventT) -> None:
+async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> None:
     """Route one record; every failure becomes a record, the loop never dies."""
     raw: bytes | None = event.value
     publisher = app.publisher
@@ -53,7 +53,9 @@ async def route_one(app: PosteeApp, event: faust.EventT) -> None:
         return
     except Exception as exc:  # a bug must not stop the stream: record it and go on
         log.exception("routing event %s failed", incoming.event_id)
-        await _record_route_failure(app, event, incoming, f"internal error: {type(exc).__name__}: {exc}")
+        await _record_route_failure(
+            app, event, incoming, f"internal error: {type(exc).__name__}: {exc}"
+        )
         return
     await publisher.send(
         publisher.routed(decision.routed), *(publisher.command(c) for c in decision.commands)
@@ -61,7 +63,7 @@ async def route_one(app: PosteeApp, event: faust.EventT) -> None:
 
 
 async def _record_route_failure(
-    app: PosteeApp, event: faust.EventT, incoming: records.IncomingEvent, reason: str
+    app: PosteeApp, event: faust.EventT[bytes], incoming: records.IncomingEvent, reason: str
 ) -> None:
     routed = Routed(
         event_id=incoming.event_id,

@@ -44,7 +44,9 @@ def decide(event: IncomingEvent, config: PosteeConfig, matcher: RouteMatcher) ->
         if not chain:
             continue
         refs.extend(
-            CommandRef(c.command_id, c.route, c.action, c.type, queued=route.serialize_actions and i > 0)
+            CommandRef(
+                c.command_id, c.route, c.action, c.type, queued=route.serialize_actions and i > 0
+            )
             for i, c in enumerate(chain)
         )
         if route.serialize_actions:

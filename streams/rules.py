@@ -47,6 +47,11 @@ _DEFAULT = re.compile(r"^[ \t]*default[ \t]+([\w.]+)[ \t]*:?=[ \t]*(.*?)[ \t]*$"
 _ERROR_START = re.compile(r"\(error(?=[\s)])")
 _ERROR_MSG = re.compile(r"\(errormsg \d+:(.*)\)$", re.MULTILINE)
 _LOCATION = re.compile(r"\d+:(r\d+/\w+\.rego)\|(\d+)\|")
+#: rego-cpp limits that upstream (OPA) rules run into, with the way around them.
+_HINTS = {
+    "Invalid bracket argument": "rego-cpp cannot pass a `[_]` reference straight to a"
+    " built-in; bind it first: `some x in input.list; startswith(x.id, ...)`",
+}
 
 
 @dataclass(frozen=True)
@@ -199,17 +204,18 @@ def _explain(text: str, modules: Sequence[_Module], route: str = "") -> list[Rul
         block = text[start:end]
         msg = _ERROR_MSG.search(block)
         message = msg.group(1) if msg else block.strip()[:300] or "engine error"
+        hint = f"; {_HINTS[message]}" if message in _HINTS else ""
         # Locations read "<length>:<module name>|<byte offset>|<length>".
         at = _LOCATION.search(block)
         if at is None or at.group(1) not in by_name:
-            errors.append(RuleCompileError(route, message, file))
+            errors.append(RuleCompileError(route, message + hint, file))
             continue
         module = by_name[at.group(1)]
         before = module.text.encode()[: int(at.group(2))]
         line = before.count(b"\n") + 1 - module.header_lines
         column = len(before) - before.rfind(b"\n")
         where = f" (line {line}, column {column})"
-        errors.append(RuleCompileError(module.route, message + where, module.file))
+        errors.append(RuleCompileError(module.route, message + where + hint, module.file))
     return errors
 
 

@@ -184,7 +184,9 @@ class _Env:
         value = self.text(name, default)
         allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
         if not set(value) <= allowed or len(value) > 100:
-            raise ConfigError(f"a topic prefix takes letters, digits, '.', '_', '-': {value!r}", key=name)
+            raise ConfigError(
+                f"a topic prefix takes letters, digits, '.', '_', '-': {value!r}", key=name
+            )
         return value
 
     def host_port(self, name: str, default_host: str, default_port: int) -> tuple[str, int]:

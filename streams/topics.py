@@ -6,6 +6,7 @@ a malformed record reaches our code (and the DLQ) instead of failing inside Faus
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -94,10 +95,9 @@ async def declare_topics(settings: Settings, specs: list[TopicSpec]) -> None:
             if s.name not in existing
         ]
         if missing:
-            try:
+            # Another worker may create them between our list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker created them between our list and create
             log.info("created topics: %s", ", ".join(t.name for t in missing))
     finally:
         await admin.close()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO.parent / "shared" / "samples"
-if not SAMPLES.is_dir():  # a clone elsewhere: the samples are vendored under tests/samples
-    SAMPLES = REPO / "tests" / "samples"
+#: Copies of ../shared/samples (Postee's own test data and Tracee events), kept in the repo
+#: so a clean clone tests on its own.
+SAMPLES = REPO / "tests" / "samples"
 
 
 def services_required() -> bool:

@@ -88,8 +88,12 @@ def value(message: Any) -> Any:
 
 async def open_reader(bootstrap: str, topic: str) -> TopicReader:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        enable_auto_commit=False, metadata_max_age_ms=1000,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        metadata_max_age_ms=1000,
     )
     await consumer.start()
     return TopicReader(consumer)
@@ -147,7 +151,10 @@ def start_worker(
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "streams", "run"],
-            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     worker = Worker(process, prefix, f"http://127.0.0.1:{port}", log_path)
     _wait_healthy(worker)

@@ -24,7 +24,8 @@ def write_config(directory: Path) -> Path:
     forensic_log = directory / "forensics.log"
     order_log = directory / "order.log"
     config = directory / "cfg.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         routes:
           - name: tracee-trc2
             input: input.SigMetadata.ID == "TRC-2"
@@ -76,7 +77,8 @@ def write_config(directory: Path) -> Path:
             enable: true
             env: [ORDER_LOG={order_log}]
             exec-script: echo second >> "$ORDER_LOG"
-    """))
+    """)
+    )
     return config
 
 
@@ -97,8 +99,10 @@ def assert_valid(kind: str, record: dict[str, Any]) -> None:
 
 
 def is_outcome(event_id: str, final: bool = True) -> Any:
-    return lambda m: (v := value(m))["kind"] == "outcome" and v["event_id"] == event_id and (
-        v["final"] or not final
+    return lambda m: (
+        (v := value(m))["kind"] == "outcome"
+        and v["event_id"] == event_id
+        and (v["final"] or not final)
     )
 
 
@@ -129,7 +133,9 @@ async def test_trc2_post_runs_exec_and_records_outcome(worker, reader_factory, s
     assert event in logged  # the whole event, unchanged, reached the script
 
     commands = await reader_factory(worker.topic("actions.exec"))
-    (command,) = await commands.wait_for(lambda m: value(m)["command_id"] == outcome_value["command_id"])
+    (command,) = await commands.wait_for(
+        lambda m: value(m)["command_id"] == outcome_value["command_id"]
+    )
     assert_valid("command", value(command))
     assert value(command)["event"] == event
 
@@ -137,7 +143,9 @@ async def test_trc2_post_runs_exec_and_records_outcome(worker, reader_factory, s
     (record,) = await stored.wait_for(lambda m: m.key == event_id.encode())
     assert record.value == json.dumps(event).encode()  # stored as received
     headers = {k: v.decode() for k, v in record.headers}
-    jsonschema.validate(headers, json.loads((Path("schemas") / "event-headers.schema.json").read_text()))
+    jsonschema.validate(
+        headers, json.loads((Path("schemas") / "event-headers.schema.json").read_text())
+    )
     assert headers["postee-event-id"] == event_id and headers["postee-source"] == "http"
 
 
@@ -150,7 +158,11 @@ async def test_non_matching_event_is_routed_nowhere(worker, reader_factory):
     # A later event's outcome proves the agent moved past it without issuing a command.
     later = post(worker, {"test": "exit3"}).json()["id"]
     await outcomes.wait_for(is_outcome(later))
-    assert not [m for m in outcomes.seen if value(m).get("kind") == "outcome" and value(m)["event_id"] == event_id]
+    assert not [
+        m
+        for m in outcomes.seen
+        if value(m).get("kind") == "outcome" and value(m)["event_id"] == event_id
+    ]
 
 
 async def test_direct_produce_without_headers_is_routed_and_executed(
@@ -162,8 +174,11 @@ async def test_direct_produce_without_headers_is_routed_and_executed(
     await produce(bootstrap, worker.topic("events"), json.dumps(event).encode())
     outcomes = await reader_factory(worker.topic("outcomes"))
     (routed,) = await outcomes.wait_for(
-        lambda m: value(m)["kind"] == "routed" and value(m)["source"] == "kafka"
-        and value(m)["routes"] == ["tracee-trc2"]
+        lambda m: (
+            value(m)["kind"] == "routed"
+            and value(m)["source"] == "kafka"
+            and value(m)["routes"] == ["tracee-trc2"]
+        )
     )
     event_id = value(routed)["event_id"]
     assert event_id.startswith(worker.topic("events") + ":")  # derived from partition and offset
@@ -196,7 +211,13 @@ async def test_oversized_body_is_refused(worker):
 
 
 async def test_refused_bodies_never_reach_the_events_topic(worker, reader_factory):
-    refused = [b"not json", b"[1]", b"", b'{"a": Infinity}', json.dumps({"p": "y" * 1_100_000}).encode()]
+    refused = [
+        b"not json",
+        b"[1]",
+        b"",
+        b'{"a": Infinity}',
+        json.dumps({"p": "y" * 1_100_000}).encode(),
+    ]
     for body in refused:
         assert post(worker, body).status_code in (400, 413)
     marker_id = post(worker, {"test": "marker-after-refusals"}).json()["id"]
@@ -206,18 +227,30 @@ async def test_refused_bodies_never_reach_the_events_topic(worker, reader_factor
     assert all(json.loads(m.value) is not None for m in stored)
 
 
-async def test_garbage_on_events_topic_goes_to_dlq_and_next_event_runs(worker, reader_factory, bootstrap):
+async def test_garbage_on_events_topic_goes_to_dlq_and_next_event_runs(
+    worker, reader_factory, bootstrap
+):
     garbage = b"\x00\x9f garbage {{{"
     await produce(bootstrap, worker.topic("events"), garbage)
-    await produce(bootstrap, worker.topic("events"), json.dumps({"test": "exit3", "after": "garbage"}).encode())
+    await produce(
+        bootstrap,
+        worker.topic("events"),
+        json.dumps({"test": "exit3", "after": "garbage"}).encode(),
+    )
     dlq = await reader_factory(worker.topic("dlq"))
-    (record,) = await dlq.wait_for(lambda m: value(m)["stage"] == "decode" and value(m)["encoding"] == "base64")
+    (record,) = await dlq.wait_for(
+        lambda m: value(m)["stage"] == "decode" and value(m)["encoding"] == "base64"
+    )
     assert_valid("dlq", value(record))
     assert "UTF-8" in value(record)["reason"]
     assert value(record)["topic"] == worker.topic("events")
     outcomes = await reader_factory(worker.topic("outcomes"))
     await outcomes.wait_for(
-        lambda m: value(m)["kind"] == "routed" and value(m)["source"] == "kafka" and value(m)["routes"] == ["exit-three"]
+        lambda m: (
+            value(m)["kind"] == "routed"
+            and value(m)["source"] == "kafka"
+            and value(m)["routes"] == ["exit-three"]
+        )
     )
 
 
@@ -242,17 +275,26 @@ async def test_script_past_its_timeout_is_killed(worker, reader_factory):
     assert v["duration_ms"] < 10_000  # killed at its timeout, not after `sleep 30`
 
 
-async def test_shell_metacharacters_in_events_are_never_executed(worker, reader_factory, tmp_path, module_tmp):
+async def test_shell_metacharacters_in_events_are_never_executed(
+    worker, reader_factory, tmp_path, module_tmp
+):
     canary = tmp_path / "pwned"
-    payloads = [f"$(touch {canary})", f"`touch {canary}`", f"'; touch {canary}; '", f'"; touch {canary}; "',
-                f"\n touch {canary}"]
+    payloads = [
+        f"$(touch {canary})",
+        f"`touch {canary}`",
+        f"'; touch {canary}; '",
+        f'"; touch {canary}; "',
+        f"\n touch {canary}",
+    ]
     event = {"test": "meta", "payloads": payloads, f"$(touch {canary})": "key too"}
     event_id = post(worker, event).json()["id"]
     outcomes = await reader_factory(worker.topic("outcomes"))
     (outcome,) = await outcomes.wait_for(is_outcome(event_id))
     assert value(outcome)["status"] == "succeeded"
     assert not canary.exists()
-    assert event in [json.loads(line) for line in (module_tmp / "forensics.log").read_text().splitlines()]
+    assert event in [
+        json.loads(line) for line in (module_tmp / "forensics.log").read_text().splitlines()
+    ]
 
 
 async def test_event_over_the_environment_limit_still_runs(worker, reader_factory):
@@ -263,7 +305,9 @@ async def test_event_over_the_environment_limit_still_runs(worker, reader_factor
     v = value(outcome)
     assert v["status"] == "succeeded", v
     size = len(json.dumps(event).encode())
-    assert v["detail"]["stdout"] == f"env=0 file={size}"  # too big for the environment, whole in the file
+    assert (
+        v["detail"]["stdout"] == f"env=0 file={size}"
+    )  # too big for the environment, whole in the file
 
 
 async def test_serialized_actions_run_in_order(worker, reader_factory, module_tmp):

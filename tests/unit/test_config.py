@@ -78,14 +78,19 @@ def test_route_naming_a_missing_action(tmp_path):
 
 
 def test_missing_input_file(tmp_path):
-    path = write(tmp_path, GOOD.replace('input: input.SigMetadata.ID == "TRC-2"', "input-files: [absent.rego]"))
+    path = write(
+        tmp_path,
+        GOOD.replace('input: input.SigMetadata.ID == "TRC-2"', "input-files: [absent.rego]"),
+    )
     (err,) = errors_of(path, tmp_path / "filters")
     assert err.where == "route 'trc2'" and err.key == "input-files"
     assert "absent.rego" in err.message
 
 
 def test_schema_errors_are_located_and_all_reported(tmp_path):
-    text = GOOD.replace("enable: true", "enable: maybe").replace("serialize-actions: true", "serialize-actions: 3")
+    text = GOOD.replace("enable: true", "enable: maybe").replace(
+        "serialize-actions: true", "serialize-actions: 3"
+    )
     errs = errors_of(write(tmp_path, text))
     places = {(e.where, e.key) for e in errs}
     assert ("action 'save'", "enable") in places
@@ -124,7 +129,9 @@ def test_unreadable_file(tmp_path):
 
 
 def test_unknown_keys_warn_naming_file_and_key(tmp_path, caplog):
-    text = GOOD.replace("name: test", "name: test\nsurprise: 1").replace("exec-script: echo hi", "exec-script: echo hi\n    colour: red")
+    text = GOOD.replace("name: test", "name: test\nsurprise: 1").replace(
+        "exec-script: echo hi", "exec-script: echo hi\n    colour: red"
+    )
     with caplog.at_level(logging.WARNING):
         config.load(write(tmp_path, text))
     messages = [r.getMessage() for r in caplog.records]
@@ -133,7 +140,9 @@ def test_unknown_keys_warn_naming_file_and_key(tmp_path, caplog):
 
 
 def test_rego_syntax_error_is_reported_with_route(tmp_path):
-    path = write(tmp_path, GOOD.replace('input: input.SigMetadata.ID == "TRC-2"', 'input: input.x == == "y"'))
+    path = write(
+        tmp_path, GOOD.replace('input: input.SigMetadata.ID == "TRC-2"', 'input: input.x == == "y"')
+    )
     cfg = config.load(path)
     errs = config.rule_errors(cfg)
     assert errs
@@ -141,14 +150,25 @@ def test_rego_syntax_error_is_reported_with_route(tmp_path):
     assert "line 1" in errs[0].message
 
 
-@pytest.mark.parametrize(("text", "seconds"), [(30, 30), ("45", 45), ("10s", 10), ("5m", 300), ("2h", 7200), ("1d", 86400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(30, 30), ("45", 45), ("10s", 10), ("5m", 300), ("2h", 7200), ("1d", 86400)],
+)
 def test_durations(text, seconds):
     assert config.parse_duration_s(text) == seconds
 
 
-def run_cli(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=60, env=env)
+def run_cli(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def test_validate_prints_every_error_and_exits_non_zero(tmp_path):
@@ -161,7 +181,9 @@ def test_validate_prints_every_error_and_exits_non_zero(tmp_path):
 
 
 def test_validate_reports_rego_errors(tmp_path):
-    path = write(tmp_path, GOOD.replace('input: input.SigMetadata.ID == "TRC-2"', "input: input.a ==== 1"))
+    path = write(
+        tmp_path, GOOD.replace('input: input.SigMetadata.ID == "TRC-2"', "input: input.a ==== 1")
+    )
     result = run_cli("validate", str(path))
     assert result.returncode != 0 and "route 'trc2'" in result.stderr
 

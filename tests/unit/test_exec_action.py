@@ -16,15 +16,26 @@ from actions.exec import ExecAction
 def request(params: dict, event: dict | None = None, **extra) -> ActionRequest:
     event = event if event is not None else {"id": 1}
     return ActionRequest(
-        command_id="c" * 32, event_id="e1", action="a", params=params, event=event,
-        event_text=json.dumps(event), **extra,
+        command_id="c" * 32,
+        event_id="e1",
+        action="a",
+        params=params,
+        event=event,
+        event_text=json.dumps(event),
+        **extra,
     )
 
 
 async def test_script_sees_event_and_env():
     action = ExecAction()
-    result = await action.execute(request({"exec-script": 'echo "$GREETING $POSTEE_EVENT $POSTEE_COMMAND_ID"',
-                                           "env": ["GREETING=hello"]}))
+    result = await action.execute(
+        request(
+            {
+                "exec-script": 'echo "$GREETING $POSTEE_EVENT $POSTEE_COMMAND_ID"',
+                "env": ["GREETING=hello"],
+            }
+        )
+    )
     assert result.status == "succeeded"
     assert result.detail["stdout"] == f'hello {{"id": 1}} {"c" * 32}\n'
 
@@ -45,13 +56,17 @@ async def test_worker_secrets_do_not_reach_the_script(monkeypatch):
     monkeypatch.setenv("POSTEE_HMAC_SECRET", "do-not-leak")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nor-this")
     result = await ExecAction().execute(request({"exec-script": "env"}))
-    assert "do-not-leak" not in result.detail["stdout"] and "nor-this" not in result.detail["stdout"]
+    assert (
+        "do-not-leak" not in result.detail["stdout"] and "nor-this" not in result.detail["stdout"]
+    )
     assert "PATH=" in result.detail["stdout"]
 
 
 async def test_output_is_bounded_and_marked_truncated():
     action = ExecAction(max_output_bytes=100)
-    result = await action.execute(request({"exec-script": "head -c 1000000 /dev/zero | tr '\\0' x; echo err >&2"}))
+    result = await action.execute(
+        request({"exec-script": "head -c 1000000 /dev/zero | tr '\\0' x; echo err >&2"})
+    )
     assert result.status == "succeeded"
     assert len(result.detail["stdout"]) == 100 and result.detail["stdout_truncated"] is True
     assert result.detail["stderr"] == "err\n" and result.detail["stderr_truncated"] is False

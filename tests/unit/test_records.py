@@ -47,7 +47,9 @@ def test_depth_is_bounded():
 
 def test_event_without_headers_gets_a_positional_id():
     event = records.decode_event(b'{"a":1}', None, topic="p.events", partition=2, offset=7)
-    assert event.event_id == "p.events:2:7" and event.source == "kafka" and event.payload == {"a": 1}
+    assert (
+        event.event_id == "p.events:2:7" and event.source == "kafka" and event.payload == {"a": 1}
+    )
 
 
 def test_event_with_headers_keeps_its_id_and_route():
@@ -57,8 +59,16 @@ def test_event_with_headers_keeps_its_id_and_route():
 
 
 def sample_command(**changes) -> records.Command:
-    fields = dict(command_id="a" * 32, event_id="e", route="r", action="act", type="exec",
-                  params={"exec-script": "true"}, event={"k": "v"}, issued_at=records.utc_now())
+    fields = dict(
+        command_id="a" * 32,
+        event_id="e",
+        route="r",
+        action="act",
+        type="exec",
+        params={"exec-script": "true"},
+        event={"k": "v"},
+        issued_at=records.utc_now(),
+    )
     return records.Command(**{**fields, **changes})
 
 
@@ -83,17 +93,35 @@ def test_event_text_is_the_description_when_templated():
 
 def test_produced_records_match_their_schemas():
     now = records.utc_now()
-    routed = records.Routed(event_id="e", source="http", routes=["r"], at=now,
-                            commands=[records.CommandRef("a" * 32, "r", "act", "exec")])
-    outcome = records.Outcome(event_id="e", command_id="a" * 32, route="r", action="act", type="exec",
-                              status="succeeded", attempt=1, started_at=now, finished_at=now,
-                              duration_ms=1.5, detail={"exit_code": 0})
-    dlq_text = records.DlqRecord.for_bytes(b"{oops", stage="decode", reason="not JSON", topic="t",
-                                           partition=0, offset=1)
+    routed = records.Routed(
+        event_id="e",
+        source="http",
+        routes=["r"],
+        at=now,
+        commands=[records.CommandRef("a" * 32, "r", "act", "exec")],
+    )
+    outcome = records.Outcome(
+        event_id="e",
+        command_id="a" * 32,
+        route="r",
+        action="act",
+        type="exec",
+        status="succeeded",
+        attempt=1,
+        started_at=now,
+        finished_at=now,
+        duration_ms=1.5,
+        detail={"exit_code": 0},
+    )
+    dlq_text = records.DlqRecord.for_bytes(
+        b"{oops", stage="decode", reason="not JSON", topic="t", partition=0, offset=1
+    )
     dlq_binary = records.DlqRecord.for_bytes(b"\xff\x00", stage="decode", reason="not UTF-8")
     assert records.schema_errors("routed", routed.to_dict()) == []
     assert records.schema_errors("outcome", outcome.to_dict()) == []
     assert records.schema_errors("dlq", dlq_text.to_dict()) == []
     assert records.schema_errors("dlq", dlq_binary.to_dict()) == []
     assert dlq_text.encoding == "utf-8" and dlq_binary.encoding == "base64"
-    assert records.schema_errors("outcome", {**outcome.to_dict(), "status": "maybe"})  # the schema bites
+    assert records.schema_errors(
+        "outcome", {**outcome.to_dict(), "status": "maybe"}
+    )  # the schema bites

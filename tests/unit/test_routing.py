@@ -34,8 +34,14 @@ def load(tmp_path):
 
 
 def event(payload, event_id="e1", only=None, replay_id=None):
-    return records.IncomingEvent(event_id=event_id, payload=payload, source="http", received_at=None,
-                                 only_route=only, replay_id=replay_id)
+    return records.IncomingEvent(
+        event_id=event_id,
+        payload=payload,
+        source="http",
+        received_at=None,
+        only_route=only,
+        replay_id=replay_id,
+    )
 
 
 def test_one_command_per_enabled_action_and_chains(tmp_path):
@@ -45,8 +51,14 @@ def test_one_command_per_enabled_action_and_chains(tmp_path):
     sent = [(c.route, c.action, [t.action for t in c.then]) for c in decision.commands]
     assert sent == [("both", "one", []), ("both", "two", []), ("chain", "one", ["two"])]
     assert [(c.route, c.action, c.queued) for c in decision.routed.commands] == [
-        ("both", "one", False), ("both", "two", False), ("chain", "one", False), ("chain", "two", True)]
-    assert decision.routed.skipped == [{"route": "both", "reason": "action 'disabled' is not enabled"}]
+        ("both", "one", False),
+        ("both", "two", False),
+        ("chain", "one", False),
+        ("chain", "two", True),
+    ]
+    assert decision.routed.skipped == [
+        {"route": "both", "reason": "action 'disabled' is not enabled"}
+    ]
 
 
 def test_no_match_no_command(tmp_path):

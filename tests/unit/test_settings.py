@@ -16,8 +16,14 @@ def test_defaults_follow_upstream():
 
 
 def test_environment_is_read():
-    settings = Settings.from_env({"POSTEE_HTTP": "127.0.0.1:9000", "POSTEE_TOPIC_PREFIX": "blue",
-                                  "POSTEE_CFG": "/etc/cfg.yaml", "POSTEE_MAX_BODY_BYTES": "10"})
+    settings = Settings.from_env(
+        {
+            "POSTEE_HTTP": "127.0.0.1:9000",
+            "POSTEE_TOPIC_PREFIX": "blue",
+            "POSTEE_CFG": "/etc/cfg.yaml",
+            "POSTEE_MAX_BODY_BYTES": "10",
+        }
+    )
     assert (settings.ingest.host, settings.ingest.port) == ("127.0.0.1", 9000)
     assert settings.topics.name("events") == "blue.events" and settings.app_id == "blue-streams"
     assert settings.config_path == Path("/etc/cfg.yaml") and settings.ingest.max_body_bytes == 10
@@ -25,8 +31,13 @@ def test_environment_is_read():
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("POSTEE_HTTP", "nonsense"), ("POSTEE_PARTITIONS", "0"), ("POSTEE_PARTITIONS", "many"),
-     ("POSTEE_TOPIC_PREFIX", "bad prefix!"), ("POSTEE_INGEST", "perhaps")],
+    [
+        ("POSTEE_HTTP", "nonsense"),
+        ("POSTEE_PARTITIONS", "0"),
+        ("POSTEE_PARTITIONS", "many"),
+        ("POSTEE_TOPIC_PREFIX", "bad prefix!"),
+        ("POSTEE_INGEST", "perhaps"),
+    ],
 )
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(ConfigError) as caught:
