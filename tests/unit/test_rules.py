@@ -16,9 +16,8 @@ from streams.rules import (
     RuleEvaluationError,
 )
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
-if not SAMPLES.is_dir():  # CI clones main elsewhere, with shared/ beside the clone
-    SAMPLES = Path("/work/shared/samples")
+#: The repo's copies of shared/samples (Postee's own test data, Tracee events).
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 TRC_2 = 'input.SigMetadata.ID == "TRC-2"'
 
