@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -117,7 +118,7 @@ def parse_json_object(raw: bytes, stage: str = "decode") -> dict[str, Any]:
     if not text.strip():
         raise EventError(stage, "empty event")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise EventError(
             stage, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -129,6 +130,13 @@ def parse_json_object(raw: bytes, stage: str = "decode") -> dict[str, Any]:
     if _depth_exceeds(value, MAX_JSON_DEPTH):
         raise EventError(stage, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return value
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 overflows to inf, which JSON cannot carry on
+        raise ValueError(f"number {text[:40]} is out of range")
+    return number
 
 
 def _reject_constant(name: str) -> Any:

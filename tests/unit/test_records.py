@@ -28,6 +28,7 @@ def test_command_ids_are_deterministic_and_distinct():
         (b'"text"', "JSON object"),
         (b'{"n": NaN}', "NaN"),
         (b'{"n": -Infinity}', "Infinity"),
+        (b'{"n": 1e400}', "out of range"),
         (b'{"a":' * 5000 + b"1" + b"}" * 5000, "JSON"),
     ],
 )

@@ -1,0 +1,92 @@
+"""The router agent under Faust's test_context: failures become records, the loop goes on."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from streams import config, router
+from streams.app import create_app
+from streams.outcomes import Message, Publisher
+from streams.rules import RouteMatcher, RuleEvaluationError
+from streams.settings import Settings
+
+CFG = """
+routes:
+  - name: r
+    input: input.kind == "x"
+    actions: [a]
+actions:
+  - {name: a, type: exec, enable: true, exec-script: "true"}
+"""
+
+
+class ExplodingMatcher:
+    """Stands in for an engine failure that real rules cannot provoke on demand."""
+
+    def __init__(self, real: RouteMatcher) -> None:
+        self.real = real
+
+    def evaluate(self, event: object, only: str | None = None) -> frozenset[str]:
+        if isinstance(event, dict) and event.get("explode"):
+            raise RuleEvaluationError("engine said no")
+        return self.real.evaluate(event, only)
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[Message]:
+    messages: list[Message] = []
+
+    async def capture(self: Publisher, *batch: Message) -> None:
+        messages.extend(batch)
+
+    monkeypatch.setattr(Publisher, "send", capture)
+    return messages
+
+
+@pytest.fixture
+async def app(tmp_path: Path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(textwrap.dedent(CFG))
+    cfg = config.load(path)
+    matcher = RouteMatcher.compile([r.as_rule() for r in cfg.routes])
+    settings = Settings.from_env({"POSTEE_TOPIC_PREFIX": "unit"})
+    app = create_app(settings, cfg, ExplodingMatcher(matcher))  # type: ignore[arg-type]
+    router.install(app)
+    app.finalize()
+    app.flow_control.resume()
+    yield app
+    # test_context builds Faust's threaded consumer, whose private event loop is never
+    # started nor closed; close it so its sockets do not leak into later tests.
+    app.consumer._thread.thread_loop.close()
+
+
+async def test_evaluation_error_writes_routed_and_dlq_then_goes_on(app, sent):
+    agent = app.agents["route_events"]
+    async with agent.test_context() as ctx:
+        await ctx.put(key=b"k1", value=b'{"explode": true}')
+        await ctx.put(key=b"k2", value=b'{"kind": "x"}')
+    topics = [m.topic.get_topic_name() for m in sent]
+    assert topics == ["unit.outcomes", "unit.dlq", "unit.outcomes", "unit.actions.exec"]
+    routed, dlq = json.loads(sent[0].value), json.loads(sent[1].value)
+    assert (
+        routed["kind"] == "routed"
+        and routed["routes"] == []
+        and "engine said no" in routed["error"]
+    )
+    assert dlq["stage"] == "route" and "engine said no" in dlq["reason"]
+    assert dlq["original"] == '{"explode": true}' and dlq["event_id"] == routed["event_id"]
+    assert json.loads(sent[2].value)["routes"] == ["r"]
+
+
+async def test_undecodable_record_goes_to_dlq(app, sent):
+    agent = app.agents["route_events"]
+    async with agent.test_context() as ctx:
+        await ctx.put(key=b"k1", value=b"\xff\xfe")
+    (message,) = sent
+    assert message.topic.get_topic_name() == "unit.dlq"
+    record = json.loads(message.value)
+    assert record["stage"] == "decode" and record["encoding"] == "base64"
