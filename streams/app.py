@@ -30,10 +30,12 @@ class PosteeApp(faust.App):
 
 
 def create_app(settings: Settings, config: PosteeConfig, matcher: RouteMatcher) -> PosteeApp:
+    settings.kafka.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the leaf
     app = PosteeApp(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap.split(",")],
         store=settings.kafka.store,
+        datadir=str(settings.kafka.data_dir / settings.app_id),
         # Our own HTTP bridge is registered with `app.web_server` when ingest is on.
         web_enabled=settings.ingest.enabled,
         producer_acks=-1,  # an accepted event is on every in-sync replica

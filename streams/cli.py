@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from streams import config as config_module
 from streams import records
 from streams.errors import ConfigError, ConfigErrors
 from streams.rules import RouteMatcher
-from streams.settings import IngestSettings, KafkaSettings, Settings, TopicSettings
+from streams.settings import Settings
 
 __all__ = ["main"]
 
@@ -32,9 +33,9 @@ def _settings(config: str | None, bootstrap: str | None, prefix: str | None) -> 
     if config:
         changes["config_path"] = Path(config)
     if bootstrap:
-        changes["kafka"] = KafkaSettings(bootstrap=bootstrap, store=base.kafka.store)
+        changes["kafka"] = replace(base.kafka, bootstrap=bootstrap)
     if prefix:
-        changes["topics"] = TopicSettings(**{**base.topics.__dict__, "prefix": prefix})
+        changes["topics"] = replace(base.topics, prefix=prefix)
     return base.with_overrides(**changes)
 
 
@@ -93,14 +94,9 @@ def run(
 
     settings = _settings(config, bootstrap, topic_prefix)
     if http or no_ingest:
-        host, port = settings.ingest.host, settings.ingest.port
-        if http:
-            host, port = (
-                Settings.from_env({"POSTEE_HTTP": http}).ingest.host,
-                int(http.rpartition(":")[2]),
-            )
-        ingest_settings = IngestSettings(
-            **{**settings.ingest.__dict__, "host": host, "port": port, "enabled": not no_ingest}
+        address = Settings.from_env({"POSTEE_HTTP": http}).ingest if http else settings.ingest
+        ingest_settings = replace(
+            settings.ingest, host=address.host, port=address.port, enabled=not no_ingest
         )
         settings = settings.with_overrides(ingest=ingest_settings)
     postee_config, matcher = _load(settings)

@@ -8,6 +8,7 @@ anything connects to Kafka. The Postee routing config (cfg.yaml) is separate: `c
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,8 @@ class KafkaSettings:
     """Bootstrap servers, comma separated (`POSTEE_KAFKA`)."""
     store: str = "memory://"
     """Faust table store (`POSTEE_STORE`); tables are rebuilt from their changelog topics."""
+    data_dir: Path = Path(tempfile.gettempdir()) / "postee-streams"
+    """Where Faust keeps local state, one folder per app id (`POSTEE_DATA_DIR`)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Settings:
             kafka=KafkaSettings(
                 bootstrap=env.text("POSTEE_KAFKA", KafkaSettings.bootstrap),
                 store=env.text("POSTEE_STORE", KafkaSettings.store),
+                data_dir=env.path("POSTEE_DATA_DIR", KafkaSettings.data_dir),
             ),
             topics=TopicSettings(
                 prefix=env.prefix("POSTEE_TOPIC_PREFIX", TopicSettings.prefix),
