@@ -2,9 +2,11 @@
 
 from actions.base import Action
 from actions.exec import ExecAction
+from actions.http import HttpAction
 
 __all__ = ["REGISTRY"]
 
 REGISTRY: dict[str, type[Action]] = {
     ExecAction.type: ExecAction,
+    HttpAction.type: HttpAction,
 }

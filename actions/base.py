@@ -32,14 +32,24 @@ ResultStatus = Literal["succeeded", "failed", "dry_run"]
 
 
 class ActionError(Exception):
-    """Root of the errors an action raises."""
+    """Root of the errors an action raises; `detail` goes into the attempt's outcome."""
+
+    def __init__(self, message: str, *, detail: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.detail = dict(detail or {})
 
 
 class ActionTemporaryError(ActionError):
     """The action could not run now; the executor retries after a backoff."""
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
         self.retry_after_s = retry_after_s
 
 

@@ -13,6 +13,7 @@ from streams.config import PosteeConfig
 from streams.outcomes import Publisher
 from streams.rules import RouteMatcher
 from streams.settings import Settings
+from streams.templates import TemplateRenderer
 from streams.topics import Topics
 
 __all__ = ["PosteeApp", "create_app"]
@@ -25,11 +26,17 @@ class PosteeApp(faust.App):
     settings: Settings
     config: PosteeConfig
     matcher: RouteMatcher
+    renderer: TemplateRenderer
     postee_topics: Topics
     publisher: Publisher
 
 
-def create_app(settings: Settings, config: PosteeConfig, matcher: RouteMatcher) -> PosteeApp:
+def create_app(
+    settings: Settings,
+    config: PosteeConfig,
+    matcher: RouteMatcher,
+    renderer: TemplateRenderer | None = None,
+) -> PosteeApp:
     settings.kafka.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the leaf
     app = PosteeApp(
         settings.app_id,
@@ -48,6 +55,7 @@ def create_app(settings: Settings, config: PosteeConfig, matcher: RouteMatcher) 
     app.settings = settings
     app.config = config
     app.matcher = matcher
+    app.renderer = renderer or TemplateRenderer({})
     app.postee_topics = Topics(app, settings)
     app.publisher = Publisher(app.postee_topics)
     return app

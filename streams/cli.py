@@ -21,6 +21,7 @@ from streams import records
 from streams.errors import ConfigError, ConfigErrors
 from streams.rules import RouteMatcher
 from streams.settings import Settings
+from streams.templates import TemplateRenderer
 
 __all__ = ["main"]
 
@@ -46,8 +47,10 @@ def _fail(errors: list[ConfigError]) -> None:
     raise SystemExit(2)
 
 
-def _load(settings: Settings) -> tuple[config_module.PosteeConfig, RouteMatcher]:
-    """Load the config and compile the routes, or print every error and exit."""
+def _load(
+    settings: Settings,
+) -> tuple[config_module.PosteeConfig, RouteMatcher, TemplateRenderer]:
+    """Load the config, compile routes and templates, or print every error and exit."""
     try:
         config = config_module.load(settings.config_path, settings.rego_filters_path)
     except ConfigErrors as exc:
@@ -55,9 +58,13 @@ def _load(settings: Settings) -> tuple[config_module.PosteeConfig, RouteMatcher]
     except ConfigError as exc:
         _fail([exc])
     errors = config_module.rule_errors(config)
+    try:
+        renderer = TemplateRenderer.compile(config.templates, settings.templates_path, config.file)
+    except ConfigError as exc:
+        errors.append(exc)
     if errors:
         _fail(errors)
-    return config, RouteMatcher.compile([r.as_rule() for r in config.routes])
+    return config, RouteMatcher.compile([r.as_rule() for r in config.routes]), renderer
 
 
 config_option = click.option("--config", "-c", help="Postee cfg.yaml [env POSTEE_CFG]")
@@ -99,8 +106,8 @@ def run(
             settings.ingest, host=address.host, port=address.port, enabled=not no_ingest
         )
         settings = settings.with_overrides(ingest=ingest_settings)
-    postee_config, matcher = _load(settings)
-    app = create_app(settings, postee_config, matcher)
+    postee_config, matcher, renderer = _load(settings)
+    app = create_app(settings, postee_config, matcher, renderer)
     router.install(app)
     pool = executor.ActionPool(settings)
     executor.install(app, pool)
@@ -116,7 +123,7 @@ def run(
 def validate(cfg: str | None) -> None:
     """Check a config file (structure, references, Rego); print every error."""
     settings = _settings(cfg, None, None)
-    config, _ = _load(settings)
+    config, _, _ = _load(settings)
     Console().print(
         f"[green]ok[/green] {config.file}: {len(config.routes)} routes, "
         f"{len(config.actions)} actions, {len(config.templates)} templates"

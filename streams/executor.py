@@ -28,6 +28,7 @@ from actions.base import (
     ActionTemporaryError,
 )
 from actions.exec import ExecAction
+from actions.http import HttpAction
 from streams import config, records
 from streams.app import PosteeApp
 from streams.errors import EventError
@@ -70,6 +71,8 @@ class ActionPool(Service):
 def _build(cls: type[Action], limits: ActionLimits) -> Action:
     if issubclass(cls, ExecAction):
         return cls(timeout_s=limits.exec_timeout_s, max_output_bytes=limits.max_output_bytes)
+    if issubclass(cls, HttpAction):
+        return cls(max_response_bytes=limits.max_output_bytes)
     return cls()
 
 
@@ -171,6 +174,8 @@ async def run_command(app: PosteeApp, action: Action, command: Command) -> Comma
 
 
 async def _attempt(action: Action, command: Command, attempt: int) -> _Attempt:
+    if command.template_error:
+        return _Attempt(ActionResult("failed", error=command.template_error))
     request = ActionRequest(
         command_id=command.command_id,
         event_id=command.event_id,
@@ -187,11 +192,10 @@ async def _attempt(action: Action, command: Command, attempt: int) -> _Attempt:
     try:
         return _Attempt(await asyncio.wait_for(action.execute(request), bound_s))
     except ActionTemporaryError as exc:
-        return _Attempt(
-            ActionResult("failed", error=str(exc)), exc.retry_after_s or _backoff(attempt)
-        )
+        retry_after_s = exc.retry_after_s or _backoff(attempt, _backoff_base_s(command))
+        return _Attempt(ActionResult("failed", exc.detail, str(exc)), retry_after_s)
     except ActionPermanentError as exc:
-        return _Attempt(ActionResult("failed", error=str(exc)))
+        return _Attempt(ActionResult("failed", exc.detail, str(exc)))
     except TimeoutError:
         return _Attempt(ActionResult("failed", error=f"no result within {bound_s:g}s"))
     except Exception as exc:  # a bug in an action must not stop the agent
@@ -218,7 +222,12 @@ def _timeout_s(action: Action, command: Command) -> float:
     return action.timeout_s
 
 
-def _backoff(attempt: int) -> float:
-    """Exponential with full jitter, bounded."""
-    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+def _backoff_base_s(command: Command) -> float:
+    value = command.params.get("retry-backoff")
+    return float(value) if isinstance(value, int | float) and value > 0 else BACKOFF_BASE_S
+
+
+def _backoff(attempt: int, base_s: float) -> float:
+    """Exponential with jitter, bounded."""
+    ceiling = min(BACKOFF_MAX_S, base_s * 2 ** (attempt - 1))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security

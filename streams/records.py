@@ -219,6 +219,8 @@ class Command(_JsonRecord):
     event: dict[str, Any]
     issued_at: str
     template: dict[str, Any] | None = None  #: rendered title, description, url
+    #: Why the route's template could not render this event; the command then fails.
+    template_error: str | None = None
     replay: bool = False
     replay_id: str | None = None
     dry_run: bool = False

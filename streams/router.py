@@ -47,7 +47,7 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> None:
         await publisher.send_dlq(raw, stage=exc.stage, reason=exc.reason, event=event)
         return
     try:
-        decision = routing.decide(incoming, app.config, app.matcher)
+        decision = routing.decide(incoming, app.config, app.matcher, app.renderer)
     except RuleEvaluationError as exc:
         await _record_route_failure(app, event, incoming, f"rule evaluation failed: {exc.reason}")
         return

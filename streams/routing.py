@@ -7,11 +7,13 @@ what it returns. Keeping it pure is what makes replaying an event give the same 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from streams import records
 from streams.config import PosteeConfig, Route
 from streams.records import Command, CommandRef, IncomingEvent, Routed
 from streams.rules import RouteMatcher
+from streams.templates import TemplateError, TemplateRenderer
 
 __all__ = ["Decision", "decide"]
 
@@ -24,7 +26,12 @@ class Decision:
     commands: tuple[Command, ...]
 
 
-def decide(event: IncomingEvent, config: PosteeConfig, matcher: RouteMatcher) -> Decision:
+def decide(
+    event: IncomingEvent,
+    config: PosteeConfig,
+    matcher: RouteMatcher,
+    renderer: TemplateRenderer | None = None,
+) -> Decision:
     """Evaluate every route once (one engine call) and build the commands.
 
     Raises `rules.RuleEvaluationError` when the engine cannot evaluate the event.
@@ -36,7 +43,7 @@ def decide(event: IncomingEvent, config: PosteeConfig, matcher: RouteMatcher) ->
     refs: list[CommandRef] = []
     skipped: list[dict[str, str]] = []
     for route in routes:
-        chain = _route_commands(event, route, config, now)
+        chain = _route_commands(event, route, config, now, _render(route, event, renderer))
         for name in route.actions:
             action = config.actions[name]
             if not action.enable:
@@ -65,8 +72,26 @@ def decide(event: IncomingEvent, config: PosteeConfig, matcher: RouteMatcher) ->
     return Decision(routed=routed, commands=tuple(commands))
 
 
+def _render(
+    route: Route, event: IncomingEvent, renderer: TemplateRenderer | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The route's rendered template, or why it could not render (once per route)."""
+    if route.template is None:
+        return None, None
+    if renderer is None:
+        return None, f"template '{route.template}': no templates were compiled"
+    try:
+        return dict(renderer.render(route.template, event.payload).as_dict()), None
+    except TemplateError as exc:
+        return None, str(exc)
+
+
 def _route_commands(
-    event: IncomingEvent, route: Route, config: PosteeConfig, now: str
+    event: IncomingEvent,
+    route: Route,
+    config: PosteeConfig,
+    now: str,
+    rendered: tuple[dict[str, Any] | None, str | None],
 ) -> list[Command]:
     commands = []
     for name in route.actions:
@@ -83,6 +108,8 @@ def _route_commands(
                 params=dict(action.params),
                 event=event.payload,
                 issued_at=now,
+                template=rendered[0],
+                template_error=rendered[1],
                 replay=event.replay_id is not None,
                 replay_id=event.replay_id,
                 dry_run=event.dry_run,

@@ -16,7 +16,6 @@ regopy is not thread-safe: a RouteMatcher must be used from a single thread.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import regopy
+
+from streams import rego
 
 __all__ = [
     "MAX_INPUT_DEPTH",
@@ -92,17 +93,6 @@ class _Module:
     header_lines: int = 0  #: lines we put before the user's text
 
 
-class _EngineFailure(Exception):
-    """Raw regopy error text (an s-expression), to be explained by _explain."""
-
-
-def _new_interpreter() -> regopy.Interpreter:
-    interpreter = regopy.Interpreter()
-    # regopy prints compile errors to the process's stdout at its default level.
-    interpreter.log_level = regopy.LogLevel.NONE
-    return interpreter
-
-
 def _file_modules(index: int, rule: RouteRule) -> list[_Module]:
     modules: list[_Module] = []
     seen_defaults: set[tuple[str, str]] = set()
@@ -159,38 +149,7 @@ def _route_modules(index: int, rule: RouteRule) -> list[_Module]:
 
 
 def _build(modules: Sequence[_Module], entrypoints: Sequence[str]) -> regopy.Bundle:
-    builder = _new_interpreter()
-    try:
-        for module in modules:
-            builder.add_module(module.name, module.text)
-        bundle = builder.build(None, list(entrypoints))
-    except regopy.RegoError as exc:
-        raise _EngineFailure(str(exc)) from None
-    if not bundle.ok():  # Some compile errors come back this way, not as exceptions.
-        raise _EngineFailure(_node_text(bundle.node()))
-    return bundle
-
-
-def _query(interpreter: regopy.Interpreter, bundle: regopy.Bundle, entrypoint: str) -> object:
-    """Value of one entrypoint for the current input; None when undefined."""
-    try:
-        out = interpreter.query_bundle_entrypoint(bundle, entrypoint)
-    except json.JSONDecodeError as exc:
-        # Some engine errors come back with ok() True and an error s-expression in
-        # place of JSON, which regopy's Output then fails to parse.
-        raise _EngineFailure(exc.doc) from None
-    except regopy.RegoError as exc:
-        raise _EngineFailure(str(exc)) from None
-    if not out.ok():
-        raise _EngineFailure(_node_text(out.node()))
-    if len(out) == 0 or not out[0].expressions:
-        return None
-    value: object = out[0].expressions[0]
-    return value
-
-
-def _node_text(node: regopy.Node) -> str:
-    return "\n".join(str(node.at(i).json()) for i in range(len(node)))
+    return rego.build([(m.name, m.text) for m in modules], entrypoints)
 
 
 def _explain(text: str, modules: Sequence[_Module], route: str = "") -> list[RuleCompileError]:
@@ -223,9 +182,9 @@ def _check_route(index: int, modules: Sequence[_Module]) -> None:
     """Compile one route alone, then run it once on `{}`: some structural errors
     (`allow` written as a function) surface only at evaluation, better now than per event."""
     bundle = _build(modules, [_allow(index)])
-    runner = _new_interpreter()
+    runner = rego.new_interpreter()
     runner.set_input({})
-    _query(runner, bundle, _allow(index))
+    rego.query(runner, bundle, _allow(index))
 
 
 def _prepare(rules: Sequence[RouteRule]) -> tuple[dict[int, list[_Module]], list[RuleCompileError]]:
@@ -243,7 +202,7 @@ def _prepare(rules: Sequence[RouteRule]) -> tuple[dict[int, list[_Module]], list
                 _check_route(index, modules)
         except RuleCompileError as exc:
             errors.append(exc)
-        except _EngineFailure as exc:
+        except rego.EngineFailure as exc:
             errors.extend(_explain(str(exc), modules, rule.name))
         else:
             routes[index] = modules
@@ -289,8 +248,8 @@ class RouteMatcher:
             modules = [*unique.values(), _gather_module(indexes)]
             entrypoints = [_GATHER, *(_allow(i) for i in indexes)]
             try:
-                self._engine = (_new_interpreter(), _build(modules, entrypoints))
-            except _EngineFailure as exc:
+                self._engine = (rego.new_interpreter(), _build(modules, entrypoints))
+            except rego.EngineFailure as exc:
                 raise _explain(str(exc), modules, "(all routes)")[0] from None
 
     @classmethod
@@ -340,8 +299,8 @@ class RouteMatcher:
         if only is not None:
             return self._run_routes([self._names.index(only)], frozenset())
         try:
-            found = _query(runner, bundle, _GATHER)
-        except _EngineFailure:  # Ask route by route, so the error can name the culprit.
+            found = rego.query(runner, bundle, _GATHER)
+        except rego.EngineFailure:  # Ask route by route, so the error can name the culprit.
             return self._run_routes(list(self._rego.values()), matched)
         ids = found if isinstance(found, list) else []
         return matched | {self._names[self._rego[str(i)]] for i in ids}
@@ -352,9 +311,9 @@ class RouteMatcher:
         failed, reasons = list[str](), list[str]()
         for index in indexes:
             try:
-                if _query(*self._engine, _allow(index)) is True:
+                if rego.query(*self._engine, _allow(index)) is True:
                     matched |= {self._names[index]}
-            except _EngineFailure as exc:
+            except rego.EngineFailure as exc:
                 failed.append(self._names[index])
                 reasons += [error.message for error in _explain(str(exc), [])]
         if failed:

@@ -1,0 +1,216 @@
+"""http: call a remote server with the event at hand (Postee's HTTP action).
+
+Keys: `url`, `method`, `headers` (name → list of values), `timeout` (default 5 s),
+`body-file` (read when the command runs: the seed's exec-then-http scenario writes it just
+before) or `body-content`; `event.input.<path>` tokens work in `body-content`, `url` and
+header values. Beyond upstream: `tls-verify` (default true), `follow-redirects` (default
+false), `retries` and `retry-backoff` (applied by the executor).
+
+Every request carries `Idempotency-Key: <command id>` and, as upstream,
+`Postee-Event: base64(description)` unless that would exceed a common 8 KiB header limit.
+2xx succeeds; connection errors, timeouts, 408, 429 and 5xx are temporary (retried,
+honouring `Retry-After`); any other status is a final `failed` result.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from actions.base import (
+    Action,
+    ActionPermanentError,
+    ActionRequest,
+    ActionResult,
+    ActionTemporaryError,
+    truncate,
+)
+from actions.substitution import substitute
+
+__all__ = ["HttpAction"]
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+MAX_POSTEE_EVENT_HEADER_BYTES = 8 * 1024
+MAX_BODY_FILE_BYTES = 10 * 1024 * 1024
+MAX_RETRY_AFTER_S = 300.0
+#: Response headers worth keeping in the outcome.
+KEPT_HEADERS = ("content-type", "content-length", "location", "retry-after", "date", "server")
+RETRYABLE_STATUS = frozenset({408, 429})
+
+
+class HttpAction(Action):
+    type = "http"
+    timeout_s = 5.0
+    max_attempts = 4  # upstream's default of no retries, plus `retries: 3` by default
+
+    def __init__(self, *, max_response_bytes: int = 16 * 1024) -> None:
+        self.max_response_bytes = max_response_bytes
+        # httpx sets TLS verification per client, so one pooled client per choice.
+        self._clients: dict[bool, httpx.AsyncClient] = {}
+
+    def _client(self, verify: bool) -> httpx.AsyncClient:
+        if verify not in self._clients:
+            self._clients[verify] = httpx.AsyncClient(verify=verify, trust_env=False)
+        return self._clients[verify]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    async def execute(self, request: ActionRequest) -> ActionResult:
+        call = _prepare(request)
+        if request.dry_run:
+            return ActionResult(
+                "dry_run",
+                {**call.summary(), "body_excerpt": call.body[:2048].decode(errors="replace")},
+            )
+        started = time.monotonic()
+        client = self._client(bool(request.params.get("tls-verify", True)))
+        try:
+            async with client.stream(
+                call.method,
+                call.url,
+                headers=call.headers,
+                content=call.body,
+                timeout=request.timeout_s,
+                follow_redirects=bool(request.params.get("follow-redirects", False)),
+            ) as response:
+                excerpt, cut = await self._read_excerpt(response)
+        except httpx.TimeoutException as exc:
+            raise ActionTemporaryError(
+                f"timed out after {request.timeout_s:g}s: {type(exc).__name__}",
+                detail=call.summary(),
+            ) from None
+        except httpx.TransportError as exc:
+            raise ActionTemporaryError(
+                f"connection failed: {type(exc).__name__}: {exc}", detail=call.summary()
+            ) from None
+        detail = {
+            **call.summary(),
+            "status_code": response.status_code,
+            "response_headers": {k: v for k, v in response.headers.items() if k in KEPT_HEADERS},
+            "response_excerpt": excerpt,
+            "response_truncated": cut,
+            "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
+        }
+        return _judge(response, detail)
+
+    async def _read_excerpt(self, response: httpx.Response) -> tuple[str, bool]:
+        """At most `max_response_bytes` of the body; the rest is not even downloaded."""
+        kept = b""
+        async for chunk in response.aiter_bytes():
+            kept += chunk
+            if len(kept) > self.max_response_bytes:
+                break
+        return truncate(kept, self.max_response_bytes)
+
+
+class _Call:
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        notes: list[str],
+        unresolved: list[str],
+    ) -> None:
+        self.method, self.url, self.headers, self.body = method, url, headers, body
+        self.notes, self.unresolved = notes, unresolved
+
+    def summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "method": self.method,
+            "url": self.url,
+            "request_bytes": len(self.body),
+        }
+        if self.notes:
+            summary["notes"] = self.notes
+        if self.unresolved:
+            summary["unresolved_tokens"] = self.unresolved
+        return summary
+
+
+def _prepare(request: ActionRequest) -> _Call:
+    params, event = request.params, request.event
+    method = str(params.get("method") or "POST").upper()
+    if method not in METHODS:
+        raise ActionPermanentError(f"unsupported HTTP method {method!r}")
+    url = substitute(str(params.get("url") or ""), event, lambda v: quote(v, safe=""))
+    if not url.text.startswith(("http://", "https://")):
+        raise ActionPermanentError(f"url must be http(s): {url.text!r}")
+    unresolved, notes = list(url.unresolved), []
+    headers = [("Idempotency-Key", request.command_id)]
+    for name, values in _header_items(params.get("headers")):
+        for raw in values:
+            value = substitute(str(raw), event)
+            if "\r" in value.text or "\n" in value.text:
+                raise ActionPermanentError(f"header {name!r} would contain a line break")
+            headers.append((name, value.text))
+            unresolved += value.unresolved
+    encoded = base64.b64encode(request.event_text.encode("utf-8")).decode()
+    if len(encoded) <= MAX_POSTEE_EVENT_HEADER_BYTES:
+        headers.append(("Postee-Event", encoded))
+    else:
+        notes.append(
+            f"Postee-Event header left out: {len(encoded)} bytes"
+            f" exceed {MAX_POSTEE_EVENT_HEADER_BYTES}"
+        )
+    body, body_unresolved = _body(params, event)
+    return _Call(method, url.text, headers, body, notes, unresolved + body_unresolved)
+
+
+def _header_items(headers: object) -> list[tuple[str, list[Any]]]:
+    if not isinstance(headers, Mapping):
+        return []
+    return [(str(k), v if isinstance(v, list) else [v]) for k, v in headers.items()]
+
+
+def _body(params: Mapping[str, Any], event: Mapping[str, Any]) -> tuple[bytes, list[str]]:
+    if params.get("body-file"):
+        path = Path(str(params["body-file"]))
+        try:
+            size = path.stat().st_size
+            if size > MAX_BODY_FILE_BYTES:
+                raise ActionPermanentError(
+                    f"body-file {path} is {size} bytes, over {MAX_BODY_FILE_BYTES}"
+                )
+            return path.read_bytes(), []
+        except OSError as exc:
+            raise ActionPermanentError(f"body-file {path}: {exc.strerror or exc}") from None
+    if params.get("body-content"):
+        content = substitute(str(params["body-content"]), event)
+        return content.text.encode("utf-8"), content.unresolved
+    return b"", []
+
+
+def _judge(response: httpx.Response, detail: dict[str, Any]) -> ActionResult:
+    status = response.status_code
+    if 200 <= status < 300:
+        return ActionResult("succeeded", detail)
+    reason = f"HTTP {status} {response.reason_phrase}".strip()
+    if status >= 500 or status in RETRYABLE_STATUS:
+        raise ActionTemporaryError(reason, retry_after_s=_retry_after_s(response), detail=detail)
+    return ActionResult("failed", detail, reason)
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        seconds = float(value.strip())
+    else:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) or None

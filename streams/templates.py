@@ -1,0 +1,190 @@
+"""Postee templates: Rego packages that turn an event into a title and a description.
+
+A template is `rego-package` (a package found in the templates folder), `body` (inline
+Rego) or `url` (Rego fetched once at start). The package must give `title` and `result`
+(a JSON `result` becomes compact JSON text) and may give `url`. All templates are compiled
+once into one bundle; rendering costs one `set_input` and three entrypoint queries.
+
+A template that cannot render an event raises `TemplateError` naming the template and what
+is missing; the router records it in the command, whose outcome is then `failed`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import regopy
+
+from streams import rego
+from streams.config import Template
+from streams.errors import ConfigError
+
+__all__ = ["Rendered", "TemplateError", "TemplateRenderer"]
+
+_PACKAGE = re.compile(r"^[ \t]*package[ \t]+([\w.]+)", re.MULTILINE)
+_ERROR_MSG = re.compile(r"\(errormsg \d+:(.*?)\)\s*$", re.MULTILINE)
+#: Rego fetched from a template `url` at start: bounded in time and size.
+FETCH_TIMEOUT_S = 10.0
+MAX_FETCH_BYTES = 1024 * 1024
+_FIELDS = ("title", "result", "url")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    title: str
+    description: str
+    url: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"title": self.title, "description": self.description, "url": self.url}
+
+
+class TemplateError(Exception):
+    def __init__(self, template: str, reason: str) -> None:
+        self.template = template
+        self.reason = reason
+        super().__init__(f"template '{template}': {reason}")
+
+
+@dataclass(frozen=True)
+class _Source:
+    template: str
+    package: str
+    modules: tuple[tuple[str, str], ...]  #: (name, Rego text)
+
+
+class TemplateRenderer:
+    """All templates in one bundle; build it with `compile`. Use it from one thread only."""
+
+    def __init__(self, sources: Mapping[str, _Source]) -> None:
+        self._index = {name: i for i, name in enumerate(sources)}
+        self._engine: tuple[regopy.Interpreter, regopy.Bundle] | None = None
+        self._owner: int | None = None
+        if sources:
+            modules = {m for s in sources.values() for m in s.modules}
+            modules |= {_gather(i, s.package) for i, s in enumerate(sources.values())}
+            entrypoints = [f"postee_render/t{i}/{f}" for i in range(len(sources)) for f in _FIELDS]
+            try:
+                bundle = rego.build(sorted(modules), entrypoints)
+            except rego.EngineFailure as exc:
+                raise ConfigError(f"templates do not compile together: {_reason(exc)}") from None
+            self._engine = (rego.new_interpreter(), bundle)
+
+    @classmethod
+    def compile(
+        cls,
+        templates: Mapping[str, Template],
+        templates_path: Path,
+        config_file: Path | None = None,
+    ) -> TemplateRenderer:
+        """Load and compile every template; a broken one raises ConfigError naming it."""
+        library = (
+            _library(templates_path) if any(t.rego_package for t in templates.values()) else {}
+        )
+        sources = {}
+        for name, template in templates.items():
+            where, key = f"template '{name}'", _key(template)
+            try:
+                source = _source(name, template, library, templates_path)
+                rego.build(source.modules, [f"{source.package.replace('.', '/')}/title"])
+            except rego.EngineFailure as exc:
+                raise ConfigError(_reason(exc), file=config_file, where=where, key=key) from None
+            except (OSError, ValueError, httpx.HTTPError) as exc:
+                raise ConfigError(str(exc), file=config_file, where=where, key=key) from None
+            sources[name] = source
+        return cls(sources)
+
+    def render(self, name: str, event: Mapping[str, object]) -> Rendered:
+        if name not in self._index or self._engine is None:
+            raise TemplateError(name, "is not defined")
+        self._enter()
+        runner, bundle = self._engine
+        prefix = f"postee_render/t{self._index[name]}"
+        try:
+            runner.set_input(dict(event))
+            title, result, url = (rego.query(runner, bundle, f"{prefix}/{f}") for f in _FIELDS)
+        except rego.EngineFailure as exc:
+            raise TemplateError(name, f"Rego error: {_reason(exc)}") from None
+        except (regopy.RegoError, ValueError, TypeError, RecursionError) as exc:
+            raise TemplateError(name, f"event cannot be converted for the engine: {exc}") from None
+        missing = [f for f, v in (("title", title), ("result", result)) if v is None]
+        if missing:
+            raise TemplateError(
+                name, f"the package gives no {' and no '.join(missing)} for this event"
+            )
+        return Rendered(_text(title), _text(result), _text(url) if url is not None else None)
+
+    def _enter(self) -> None:
+        caller = threading.get_ident()
+        if self._owner is None:
+            self._owner = caller
+        elif self._owner != caller:
+            raise RuntimeError("TemplateRenderer used from a second thread; use one per thread")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _key(template: Template) -> str:
+    return "rego-package" if template.rego_package else "body" if template.body else "url"
+
+
+def _gather(index: int, package: str) -> tuple[str, str]:
+    lines = [f"package postee_render.t{index}", "import rego.v1"]
+    lines += [f"{field} := data.{package}.{field}" for field in _FIELDS]
+    return f"render/t{index}.rego", "\n".join(lines) + "\n"
+
+
+def _library(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Every .rego file of the templates folder, by package."""
+    if not path.is_dir():
+        raise ConfigError(f"templates folder not found: {path}", key="POSTEE_TEMPLATES_PATH")
+    packages: dict[str, list[tuple[str, str]]] = {}
+    for file in sorted(path.rglob("*.rego")):
+        text = file.read_text(encoding="utf-8")
+        found = _PACKAGE.search(text)
+        if found:
+            packages.setdefault(found.group(1), []).append((str(file), text))
+    return packages
+
+
+def _source(
+    name: str, template: Template, library: Mapping[str, list[tuple[str, str]]], path: Path
+) -> _Source:
+    if template.rego_package:
+        package = template.rego_package
+        if package not in library:
+            raise ValueError(f"no .rego file in {path} declares package {package}")
+        # The package's files, plus shared helpers declared in plain `package postee`.
+        modules = [*library[package], *(library.get("postee", []) if package != "postee" else [])]
+        return _Source(name, package, tuple(modules))
+    text = template.body if template.body else _fetch(str(template.url))
+    found = _PACKAGE.search(text)
+    if not found:
+        raise ValueError("the Rego text has no `package` line")
+    return _Source(name, found.group(1), ((f"template/{name}.rego", text),))
+
+
+def _fetch(url: str) -> str:
+    with httpx.stream("GET", url, timeout=FETCH_TIMEOUT_S, follow_redirects=True) as response:
+        response.raise_for_status()
+        body = b""
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_FETCH_BYTES:
+                raise ValueError(f"{url} is larger than {MAX_FETCH_BYTES} bytes")
+    return body.decode("utf-8")
+
+
+def _reason(exc: rego.EngineFailure) -> str:
+    found = _ERROR_MSG.search(str(exc))
+    return found.group(1).strip() if found else str(exc).strip()[:300] or "engine error"
