@@ -1,0 +1,241 @@
+"""The real Kubernetes API server of `make services` (scripts/kube), through kubernetes_asyncio.
+
+It is kube-apiserver on kine with no controllers, scheduler or kubelet: objects are
+stored and served, RBAC and admission apply, but nothing reconciles them. These tests
+pin down what later tests may rely on:
+
+- a Deployment's /scale subresource reads and patches, though no ReplicaSet appears;
+- a bare Pod, scheduled (`spec.nodeName`) or not, persists as Pending until deleted,
+  so it can be found by image, labelled and deleted;
+- deleting a Pod bound to a node only marks it (no kubelet confirms), unless the
+  grace period is 0; deleting an unscheduled Pod removes it at once;
+- `postee-nobody` is refused (403); `postee-action` gets what a RoleBinding gives it.
+
+Each test works in a fresh namespace. The API server has no namespace controller, so
+the fixture deletes what the test made and then finalizes the namespace itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import missing_service, service_env, services_required
+
+if not services_required():  # in CI a missing client fails the run instead
+    pytest.importorskip("kubernetes_asyncio", reason="kubernetes-asyncio is not installed")
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+DEADLINE_S = 30.0
+IMAGE = "docker.io/library/busybox:1.36"
+
+
+def kubeconfig(var: str) -> Path:
+    value = service_env().get(var)
+    if not value:
+        missing_service(f"{var} is not set: run `make services` (scripts/services up) first")
+    assert value is not None
+    path = Path(value)
+    if not path.is_file():
+        missing_service(f"{var} names {path}, which does not exist: run `make services` first")
+    return path
+
+
+async def open_client(var: str) -> client.ApiClient:
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=str(kubeconfig(var)), client_configuration=configuration
+    )
+    return client.ApiClient(configuration=configuration)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
+    """Poll `check` until it returns a truthy value, against a deadline."""
+    end = time.monotonic() + DEADLINE_S
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {DEADLINE_S}s: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def status_of(call: Awaitable[Any]) -> int:
+    """HTTP status of an API call: 200 when it succeeds, else the ApiException's."""
+    try:
+        await call
+    except ApiException as exc:
+        return int(exc.status)
+    return 200
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[client.ApiClient]:
+    api = await open_client("KUBECONFIG")
+    try:
+        await client.VersionApi(api).get_code()
+    except Exception as exc:
+        await api.close()
+        missing_service(f"no API server answers for $KUBECONFIG ({exc!r}): run `make services`")
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def namespace(admin: client.ApiClient) -> AsyncIterator[str]:
+    core = client.CoreV1Api(admin)
+    name = f"postee-test-{uuid.uuid4().hex[:8]}"
+    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    # No namespace controller: empty the namespace, then drop its finalizer ourselves.
+    await client.AppsV1Api(admin).delete_collection_namespaced_deployment(name)
+    await core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+    await core.delete_namespace(name)
+    await core.replace_namespace_finalize(
+        name,
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name), spec=client.V1NamespaceSpec(finalizers=[])
+        ),
+    )
+
+    async def gone() -> bool:
+        return await status_of(core.read_namespace(name)) == 404
+
+    await eventually(gone, f"namespace {name} is deleted")
+
+
+def pod(name: str, node: str | None = None, labels: dict[str, str] | None = None) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1PodSpec(
+            node_name=node, containers=[client.V1Container(name="main", image=IMAGE)]
+        ),
+    )
+
+
+async def test_server_is_kubernetes(admin: client.ApiClient) -> None:
+    version = await client.VersionApi(admin).get_code()
+    assert version.major == "1"
+    assert version.git_version.startswith("v1.")
+
+
+async def test_deployment_scales_to_zero(admin: client.ApiClient, namespace: str) -> None:
+    apps = client.AppsV1Api(admin)
+    labels = {"app": "web"}
+    await apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1DeploymentSpec(
+                replicas=2,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="web", image=IMAGE)]),
+                ),
+            ),
+        ),
+    )
+    scale = await apps.read_namespaced_deployment_scale("web", namespace)
+    assert scale.spec.replicas == 2
+
+    patched = await apps.patch_namespaced_deployment_scale(
+        "web", namespace, {"spec": {"replicas": 0}}
+    )
+    assert patched.spec.replicas == 0
+    deployment = await apps.read_namespaced_deployment("web", namespace)
+    assert deployment.spec.replicas == 0
+    # No deployment controller: nothing acts on the Deployment.
+    assert not (await apps.list_namespaced_replica_set(namespace)).items
+    assert not (await client.CoreV1Api(admin).list_namespaced_pod(namespace)).items
+
+
+async def test_bare_pods_persist_until_deleted(admin: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(admin)
+    await core.create_namespaced_pod(namespace, pod("unscheduled"))
+    await core.create_namespaced_pod(namespace, pod("bound", node="fake-node"))
+
+    pods = {p.metadata.name: p for p in (await core.list_namespaced_pod(namespace)).items}
+    assert set(pods) == {"unscheduled", "bound"}
+    assert pods["bound"].spec.node_name == "fake-node"
+    assert pods["unscheduled"].spec.node_name is None
+    for p in pods.values():
+        assert p.status.phase == "Pending"
+        assert p.spec.containers[0].image == IMAGE
+
+    # Pods can be found by image and labelled, as a response action would.
+    await core.patch_namespaced_pod("bound", namespace, {"metadata": {"labels": {"q": "1"}}})
+    labelled = await core.list_namespaced_pod(namespace, label_selector="q=1")
+    assert [p.metadata.name for p in labelled.items] == ["bound"]
+
+    # An unscheduled pod is deleted at once, even with the default grace period.
+    await core.delete_namespaced_pod("unscheduled", namespace)
+    assert await status_of(core.read_namespaced_pod("unscheduled", namespace)) == 404
+
+    # A pod bound to a node waits for its kubelet, which never comes: it is only marked.
+    await core.delete_namespaced_pod("bound", namespace)
+    marked = await core.read_namespaced_pod("bound", namespace)
+    assert marked.metadata.deletion_timestamp is not None
+    # Grace period 0 removes it at once.
+    await core.delete_namespaced_pod("bound", namespace, grace_period_seconds=0)
+    assert await status_of(core.read_namespaced_pod("bound", namespace)) == 404
+
+
+async def test_nobody_is_forbidden(admin: client.ApiClient, namespace: str) -> None:
+    await client.CoreV1Api(admin).create_namespaced_pod(namespace, pod("p", node="fake-node"))
+    async with await open_client("POSTEE_KUBE_NOBODY_KUBECONFIG") as nobody:
+        core = client.CoreV1Api(nobody)
+        assert await status_of(core.list_namespaced_pod(namespace)) == 403
+        assert await status_of(core.delete_namespaced_pod("p", namespace)) == 403
+
+
+async def test_action_user_gets_what_a_role_binding_gives(
+    admin: client.ApiClient, namespace: str
+) -> None:
+    await client.CoreV1Api(admin).create_namespaced_pod(namespace, pod("p", node="fake-node"))
+    async with await open_client("POSTEE_KUBE_ACTION_KUBECONFIG") as action:
+        core = client.CoreV1Api(action)
+        assert await status_of(core.list_namespaced_pod(namespace)) == 403
+
+        rbac = client.RbacAuthorizationV1Api(admin)
+        await rbac.create_namespaced_role(
+            namespace,
+            client.V1Role(
+                metadata=client.V1ObjectMeta(name="postee-action"),
+                rules=[
+                    client.V1PolicyRule(
+                        api_groups=[""], resources=["pods"], verbs=["get", "list", "patch"]
+                    )
+                ],
+            ),
+        )
+        await rbac.create_namespaced_role_binding(
+            namespace,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="postee-action"),
+                role_ref=client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name="postee-action"
+                ),
+                subjects=[
+                    client.RbacV1Subject(
+                        api_group="rbac.authorization.k8s.io", kind="User", name="postee-action"
+                    )
+                ],
+            ),
+        )
+
+        async def allowed() -> bool:
+            return await status_of(core.list_namespaced_pod(namespace)) == 200
+
+        # The authorizer reads RBAC objects through a watch: allow it a moment.
+        await eventually(allowed, "the RoleBinding lets postee-action list pods")
+        await core.patch_namespaced_pod("p", namespace, {"metadata": {"labels": {"q": "1"}}})
+        assert await status_of(core.delete_namespaced_pod("p", namespace)) == 403
