@@ -202,3 +202,41 @@ def test_run_with_broken_config_fails_before_connecting(tmp_path):
     result = run_cli("run", env=env)
     assert result.returncode != 0
     assert f"{path}: route 'trc2': key 'actions'" in result.stderr
+
+
+HTTP = """
+routes:
+  - name: ship
+    actions: [post]
+actions:
+  - name: post
+    type: HTTP
+    enable: true
+    url: https://logs.example/in
+    method: post
+    headers: {X-A: [one, two], X-B: single}
+    timeout: 10s
+    body-content: "id=event.input.id"
+"""
+
+
+def test_http_action_keys(tmp_path):
+    cfg = config.load(write(tmp_path, HTTP))
+    action = cfg.actions["post"]
+    assert action.type == "http" and action.params["headers"]["X-A"] == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (("url: https://logs.example/in", "url: ftp://logs.example/in"), "url"),
+        (("method: post", "method: teleport"), "method"),
+        (("timeout: 10s", "timeout: soon"), "timeout"),
+        (('body-content: "id=event.input.id"', "body-content: x\n    body-file: /tmp/f"), None),
+        (("    url: https://logs.example/in\n", ""), None),
+    ],
+)
+def test_http_action_errors(tmp_path, change, key):
+    (err,) = errors_of(write(tmp_path, HTTP.replace(*change)))
+    assert err.where == "action 'post'" and err.key == key
+    assert "is not valid under" not in err.message and "should not be valid" not in err.message
