@@ -207,6 +207,9 @@ def _message(error: jsonschema.ValidationError) -> str:
             given = [k for k in keys if isinstance(error.instance, dict) and k in error.instance]
             found = f" (found {', '.join(given)})" if given else ""
             return f"needs exactly one of: {', '.join(keys)}{found}"
+    described = isinstance(error.schema, dict) and error.schema.get("description")
+    if error.validator in ("anyOf", "oneOf") and described:
+        return f"{error.instance!r} is not valid: expected {described}"
     if error.validator == "not" and isinstance(error.validator_value, dict):
         keys = error.validator_value.get("required", [])
         return f"give only one of: {', '.join(keys)}"
