@@ -27,6 +27,7 @@ from actions.base import (
     ActionResult,
     ActionTemporaryError,
 )
+from actions.docker import DockerAction
 from actions.exec import ExecAction
 from actions.http import HttpAction
 from streams import config, records
@@ -58,7 +59,7 @@ class ActionPool(Service):
     async def on_start(self) -> None:
         limits = self.settings.actions
         for kind, cls in actions.REGISTRY.items():
-            instance = _build(cls, limits)
+            instance = _build(cls, limits, self.settings.app_id)
             self._actions[kind] = await self._stack.enter_async_context(instance)
 
     async def on_stop(self) -> None:
@@ -68,11 +69,13 @@ class ActionPool(Service):
         return self._actions[kind]
 
 
-def _build(cls: type[Action], limits: ActionLimits) -> Action:
+def _build(cls: type[Action], limits: ActionLimits, app_id: str) -> Action:
     if issubclass(cls, ExecAction):
         return cls(timeout_s=limits.exec_timeout_s, max_output_bytes=limits.max_output_bytes)
     if issubclass(cls, HttpAction):
         return cls(max_response_bytes=limits.max_output_bytes)
+    if issubclass(cls, DockerAction):
+        return cls(worker_label=app_id, max_output_bytes=limits.max_output_bytes)
     return cls()
 
 

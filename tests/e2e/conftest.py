@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing_service, service_env
+from tests.integration.docker.conftest import engine_host, test_image  # noqa: F401 - fixtures
 from tests.kafka_support import TopicReader, broker_reachable, open_reader
 
 

@@ -20,7 +20,9 @@ url := "https://example.test/alerts"
 """
 
 
-def renderer(templates: dict[str, Template], folder: Path = Path("rego-templates")) -> TemplateRenderer:
+def renderer(
+    templates: dict[str, Template], folder: Path = Path("rego-templates")
+) -> TemplateRenderer:
     return TemplateRenderer.compile(templates, folder)
 
 
@@ -40,9 +42,9 @@ def test_missing_title_names_template_and_field():
 
 
 def test_package_from_folder_with_shared_helpers(tmp_path: Path):
-    (tmp_path / "common.rego").write_text('package postee\nimport rego.v1\nshout(s) := upper(s)\n')
+    (tmp_path / "common.rego").write_text("package postee\nimport rego.v1\nshout(s) := upper(s)\n")
     (tmp_path / "mine.rego").write_text(
-        "package mine.pkg\nimport rego.v1\ntitle := data.postee.shout(input.name)\nresult := \"r\"\n"
+        'package mine.pkg\nimport rego.v1\ntitle := data.postee.shout(input.name)\nresult := "r"\n'
     )
     r = renderer({"m": Template("m", rego_package="mine.pkg")}, tmp_path)
     assert r.render("m", {"name": "x"}).title == "X"
