@@ -41,7 +41,12 @@ async def test_trivy_report_runs_a_container(
             docker-image-name: {image}
             docker-pull: never
             docker-network: none
-            docker-cmd: [sh, -c, 'echo "artifact=$1"; wc -c < "$POSTEE_EVENT_FILE"', sh, event.input.ArtifactName]
+            docker-cmd:
+              - sh
+              - -c
+              - echo "artifact=$1"; wc -c < "$POSTEE_EVENT_FILE"
+              - sh
+              - event.input.ArtifactName
     """)
     )
     worker = start_worker(bootstrap, config, log_dir, "docker", {"DOCKER_HOST": host})

@@ -64,7 +64,7 @@ def test_rego_syntax_error_fails_at_compile():
 
 
 class _Rego(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         payload = b'package fetched\nimport rego.v1\ntitle := "T"\nresult := input.x\n'
         self.send_response(200 if self.path == "/t.rego" else 404)
         self.end_headers()

@@ -67,7 +67,7 @@ async def test_cmd_tokens_are_replaced_by_event_values(action, test_image):
 
 async def test_metacharacters_are_data_not_commands(action, test_image, tmp_path: Path):
     canary = tmp_path / "pwned"
-    event = {"name": f"$(touch /out/pwned); `touch /out/pwned`; ' \" ; touch /out/pwned"}
+    event = {"name": "$(touch /out/pwned); `touch /out/pwned`; ' \" ; touch /out/pwned"}
     params = {
         "docker-image-name": test_image,
         "docker-volume-mounts": {str(tmp_path): "/out"},
