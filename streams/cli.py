@@ -10,18 +10,22 @@ import asyncio
 import json
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from streams import config as config_module
 from streams import records
 from streams.errors import ConfigError, ConfigErrors
-from streams.rules import RouteMatcher
+from streams.rules import RouteMatcher, RouteRule
 from streams.settings import Settings
 from streams.templates import TemplateRenderer
+from streams.timeparse import parse_time
 
 __all__ = ["main"]
 
@@ -196,3 +200,207 @@ def tail(
         )
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+@main.command("replay")
+@config_option
+@bootstrap_option
+@prefix_option
+@click.option("--from", "start", required=True, help="window start: ISO 8601, 'now' or an age (2h)")
+@click.option("--to", "end", default="now", show_default=True, help="window end")
+@click.option("--route", help="replay only what this route matches, against it alone")
+@click.option("--filter", "rego_filter", help="replay only events matching this Rego rule body")
+@click.option("--dry-run/--execute", default=True, help="describe actions (default) or run them")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="seconds to wait for the routing decisions of the replayed events",
+)
+def replay_command(
+    config: str | None,
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    start: str,
+    end: str,
+    route: str | None,
+    rego_filter: str | None,
+    dry_run: bool,
+    wait_s: float,
+) -> None:
+    """Replay a time window of <prefix>.events through today's routes."""
+    from streams import replay
+
+    settings = _settings(config, bootstrap, topic_prefix)
+    try:
+        window = (parse_time(start), parse_time(end))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    rules = _replay_rules(settings, route, rego_filter)
+    plan = replay.ReplayPlan(
+        start=window[0],
+        end=window[1],
+        route=route,
+        selector=RouteMatcher.compile(rules) if rules else None,
+        required=frozenset(r.name for r in rules),
+        execute=not dry_run,
+    )
+    started = datetime.now(UTC)
+    with _progress() as bar:
+        task = bar.add_task("reading events", total=None)
+        summary = asyncio.run(
+            replay.replay(
+                settings, plan, lambda done, total: bar.update(task, completed=done, total=total)
+            )
+        )
+    complete = True
+    if summary.replayed:
+        complete = asyncio.run(replay.collect_results(settings, summary, started, wait_s))
+    _print_summary(summary, plan, complete)
+    if not complete:
+        raise SystemExit(1)
+
+
+def _replay_rules(
+    settings: Settings, route: str | None, rego_filter: str | None
+) -> list[RouteRule]:
+    rules = []
+    if route:
+        postee_config, _, _ = _load(settings)
+        chosen = postee_config.route(route)
+        if chosen is None:
+            raise click.BadParameter(f"no route named '{route}' in {postee_config.file}")
+        rules.append(chosen.as_rule())
+    if rego_filter:
+        rules.append(RouteRule(name="--filter", input=rego_filter))
+    errors = RouteMatcher.check(rules)
+    if errors:
+        _fail([ConfigError(e.message, where=f"route '{e.route}'") for e in errors])
+    return rules
+
+
+def _progress() -> Progress:
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ]
+    return Progress(*columns, console=console)
+
+
+def _print_summary(summary: Any, plan: Any, complete: bool) -> None:
+    out = Console()
+    mode = "execute" if plan.execute else "dry run"
+    out.print(
+        f"replay [bold]{summary.replay_id}[/bold] ({mode}): {summary.read} events read, "
+        f"{summary.replayed} replayed, {summary.skipped_undecodable} undecodable skipped"
+    )
+    out.print(f"routed {summary.routed}/{summary.replayed}, commands issued: {summary.commands}")
+    for name, count in sorted(summary.routes.items()):
+        out.print(f"  route {name}: {count} events matched")
+    if not complete:
+        out.print(
+            "[red]not every replayed event was routed before --wait ran out;"
+            " is a worker running?[/red]"
+        )
+
+
+@main.command()
+@bootstrap_option
+@prefix_option
+@click.argument("event_id", required=False)
+@click.option("--since", help="window start (ISO 8601, 'now' or an age like 2h), instead of an id")
+@click.option("--until", default="now", show_default=True, help="window end")
+@click.option("--route", help="with --since: only events this route matched")
+@click.option("--json", "as_json", is_flag=True, help="print JSON Lines")
+def timeline(
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    event_id: str | None,
+    since: str | None,
+    until: str,
+    route: str | None,
+    as_json: bool,
+) -> None:
+    """What happened to an event (or to every event of a window), from the topics."""
+    from streams import timeline as story
+
+    settings = _settings(None, bootstrap, topic_prefix)
+    if (event_id is None) == (since is None):
+        raise click.UsageError("give an EVENT_ID or --since (not both)")
+    if event_id is not None:
+        entries = asyncio.run(story.event_timeline(settings, event_id))
+        if not entries:
+            click.echo(
+                f"no record of event {event_id} on the {settings.topics.prefix}.* topics", err=True
+            )
+            raise SystemExit(1)
+        _show_entries(entries, as_json)
+        return
+    try:
+        start, end = parse_time(str(since)), parse_time(until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    rows = asyncio.run(story.window_timeline(settings, start, end, route))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_dict()))
+        return
+    table = Table("first seen", "event", "source", "routes", "commands", "outcomes", "replays")
+    for row in rows:
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(row.statuses.items()))
+        table.add_row(
+            row.first_at.isoformat(timespec="seconds"),
+            row.event_id,
+            row.source,
+            ", ".join(sorted(row.routes)) or "-",
+            str(row.commands),
+            outcomes or "-",
+            str(len(row.replays)),
+        )
+    Console().print(table)
+
+
+def _show_entries(entries: list[Any], as_json: bool) -> None:
+    if as_json:
+        for entry in entries:
+            click.echo(json.dumps(entry.as_dict(), ensure_ascii=False))
+        return
+    table = Table("time", "what", "details")
+    for entry in entries:
+        table.add_row(entry.at.isoformat(timespec="milliseconds"), entry.kind, _describe(entry))
+    Console().print(table)
+
+
+def _describe(entry: Any) -> str:
+    v, h = entry.value if isinstance(entry.value, dict) else {}, entry.headers
+    if entry.kind == "received":
+        where = f"{entry.topic}[{entry.partition}]@{entry.offset}"
+        return f"via {h.get('postee-source', 'kafka')} on {where}"
+    if entry.kind == "replayed":
+        return f"replay {h.get('postee-replay-id', '?')} ({h.get('postee-replay-mode', 'dry-run')})"
+    if entry.kind == "routed":
+        routes = ", ".join(v.get("routes", [])) or "no route matched"
+        extra = "".join(f"; {s['route']}: {s['reason']}" for s in v.get("skipped", []))
+        replay = f" [replay {v['replay_id']}]" if v.get("replay_id") else ""
+        return f"routes: {routes}{extra}{replay}" + (
+            f"; error: {v['error']}" if v.get("error") else ""
+        )
+    if entry.kind == "command":
+        flags = " dry-run" if v.get("dry_run") else ""
+        command = str(v.get("command_id"))[:12]
+        return f"{v.get('type')} {v.get('route')}/{v.get('action')} {command}{flags}"
+    if entry.kind == "outcome":
+        detail = v.get("detail", {})
+        facts = [
+            f"{k}={detail[k]}" for k in ("exit_code", "status_code", "timed_out") if k in detail
+        ]
+        error = f" - {v['error']}" if v.get("error") else ""
+        return (
+            f"{v.get('action')} attempt {v.get('attempt')}: {v.get('status')}"
+            f" {' '.join(facts)} ({v.get('duration_ms')} ms){error}"
+        )
+    return f"{v.get('stage')}: {v.get('reason')}"

@@ -16,6 +16,8 @@ import base64
 import hashlib
 import json
 import math
+import secrets
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -54,6 +56,10 @@ HEADER_SOURCE = "postee-source"
 HEADER_CONTENT_TYPE = "postee-content-type"
 #: Set by `POST /tenant/{route}`: evaluate this event against that route only.
 HEADER_ROUTE = "postee-route"
+#: Replay headers, honoured only on records of the replay topic.
+HEADER_REPLAY_OF = "postee-replay-of"
+HEADER_REPLAY_ID = "postee-replay-id"
+HEADER_REPLAY_MODE = "postee-replay-mode"
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -70,7 +76,24 @@ def utc_now() -> str:
 
 
 def new_event_id() -> str:
-    return uuid.uuid4().hex
+    """A UUIDv7 (time-ordered) in hex: the id tells when the event arrived, which lets
+    `postee timeline` seek straight to it instead of scanning whole partitions."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & (2**48 - 1)) << 80 | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return uuid.UUID(int=value).hex
+
+
+def event_time(event_id: str) -> datetime | None:
+    """When a UUIDv7 event id was made; None for other ids (positional, foreign)."""
+    try:
+        parsed = uuid.UUID(hex=event_id)
+    except ValueError:
+        return None
+    if parsed.version != 7:
+        return None
+    return datetime.fromtimestamp((parsed.int >> 80) / 1000, UTC)
 
 
 def command_id(event_id: str, route: str, action: str, replay_id: str | None = None) -> str:
@@ -167,15 +190,16 @@ def decode_event(
     payload = parse_json_object(raw)
     meta = _header_map(headers)
     event_id = meta.get(HEADER_EVENT_ID) or f"{topic}:{partition}:{offset}"
-    replay_id = meta.get("postee-replay-id")
+    replayed = topic.endswith(".replay") and HEADER_REPLAY_ID in meta
     return IncomingEvent(
         event_id=event_id,
         payload=payload,
-        source=meta.get(HEADER_SOURCE) or "kafka",
+        source="replay" if replayed else meta.get(HEADER_SOURCE) or "kafka",
         received_at=meta.get(HEADER_RECEIVED_AT),
         only_route=meta.get(HEADER_ROUTE),
-        replay_id=replay_id,
-        dry_run=meta.get("postee-replay-mode", "") == "dry-run",
+        replay_id=meta[HEADER_REPLAY_ID] if replayed else None,
+        # A replay record without an explicit mode is a dry run: side effects need --execute.
+        dry_run=replayed and meta.get(HEADER_REPLAY_MODE) != "execute",
     )
 
 

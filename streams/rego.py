@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import regopy
 
-__all__ = ["EngineFailure", "build", "new_interpreter", "node_text", "query"]
+__all__ = ["EngineFailure", "build", "new_interpreter", "node_text", "query", "set_input"]
 
 
 class EngineFailure(Exception):
@@ -24,6 +24,14 @@ def new_interpreter() -> regopy.Interpreter:
     # regopy prints compile errors to the process's stdout at its default level.
     interpreter.log_level = regopy.LogLevel.NONE
     return interpreter
+
+
+def set_input(interpreter: regopy.Interpreter, document: object) -> None:
+    """Give the engine its `input` as JSON text. regopy's `set_input(dict)` hands strings
+    over unescaped, so quotes, backslashes and control characters in an event would break
+    comparisons and outputs; JSON text (non-ASCII kept as is, so lengths count characters)
+    is parsed by the engine itself."""
+    interpreter.set_input_term(json.dumps(document, ensure_ascii=False, separators=(",", ":")))
 
 
 def build(modules: Sequence[tuple[str, str]], entrypoints: Sequence[str]) -> regopy.Bundle:

@@ -28,7 +28,7 @@ def install(app: PosteeApp) -> None:
         async for event in stream.events():
             await route_one(app, event)
 
-    app.agent(app.postee_topics.events, name="route_events", concurrency=1)(route_events)
+    app.agent(app.postee_topics.router_input, name="route_events", concurrency=1)(route_events)
 
 
 async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> None:

@@ -293,7 +293,7 @@ class RouteMatcher:
         runner, bundle = self._engine
         self._enter()
         try:
-            runner.set_input(event)
+            rego.set_input(runner, event)
         except (regopy.RegoError, ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise RuleEvaluationError(f"event cannot be converted for the engine: {exc}") from None
         if only is not None:

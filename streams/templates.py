@@ -107,7 +107,7 @@ class TemplateRenderer:
         runner, bundle = self._engine
         prefix = f"postee_render/t{self._index[name]}"
         try:
-            runner.set_input(dict(event))
+            rego.set_input(runner, event)
             title, result, url = (rego.query(runner, bundle, f"{prefix}/{f}") for f in _FIELDS)
         except rego.EngineFailure as exc:
             raise TemplateError(name, f"Rego error: {_reason(exc)}") from None

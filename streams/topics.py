@@ -42,6 +42,15 @@ class Topics:
         self.outcomes = self._raw(app, name("outcomes"))
         self.dlq = self._raw(app, name("dlq"))
         self.actions = {kind: self._raw(app, name(f"actions.{kind}")) for kind in ACTION_TYPES}
+        #: What the router consumes: new events and replayed ones, through one agent.
+        self.router_input = app.topic(
+            name("events"),
+            name("replay"),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
 
     @staticmethod
     def _raw(app: faust.App, name: str) -> faust.TopicT:

@@ -134,11 +134,16 @@ class Worker:
 
 
 def start_worker(
-    bootstrap: str, config: Path, log_dir: Path, label: str, extra_env: dict[str, str] | None = None
+    bootstrap: str,
+    config: Path,
+    log_dir: Path,
+    label: str,
+    extra_env: dict[str, str] | None = None,
+    prefix: str | None = None,
 ) -> Worker:
     port = free_port()
-    prefix = unique_prefix(label)
-    log_path = log_dir / f"worker-{prefix}.log"
+    prefix = prefix or unique_prefix(label)
+    log_path = log_dir / f"worker-{prefix}-{port}.log"
     env = {
         **os.environ,
         "POSTEE_KAFKA": bootstrap,

@@ -42,11 +42,32 @@ def write_config(directory: Path) -> Path:
           - name: large
             input: input.test == "large"
             actions: [measure-event]
+          - name: templated
+            input: input.SigMetadata.ID == "TRC-7"
+            template: tracee
+            actions: [echo-event]
+          - name: template-cannot-render
+            input: input.test == "untemplatable"
+            template: needs-id
+            actions: [echo-event]
           - name: in-order
             input: input.test == "order"
             serialize-actions: true
             actions: [first-slow, second-fast]
+        templates:
+          - name: tracee
+            rego-package: postee.tracee
+          - name: needs-id
+            body: |
+              package custom.needsid
+              import rego.v1
+              title := input.id
+              result := "has an id"
         actions:
+          - name: echo-event
+            type: exec
+            enable: true
+            exec-script: printf '%s' "$POSTEE_EVENT"
           - name: save-forensic-log
             type: exec
             enable: true
@@ -339,3 +360,27 @@ async def test_ping_and_healthz(worker):
     assert httpx.get(worker.base_url + "/ping").status_code == 200
     health = httpx.get(worker.base_url + "/healthz")
     assert health.status_code == 200 and health.json() == {"broker": "ok"}
+
+
+async def test_templated_route_gives_the_rendered_description(worker, reader_factory, samples):
+    event = json.loads((samples / "tracee" / "trc-7-ld-preload.json").read_text())
+    event_id = post(worker, event).json()["id"]
+    outcomes = await reader_factory(worker.topic("outcomes"))
+    (outcome,) = await outcomes.wait_for(is_outcome(event_id))
+    golden = (Path("tests/golden/postee.tracee/trc-7-ld-preload.txt")).read_text()
+    description = golden.split("---\n", 1)[1].removesuffix("\n")
+    assert value(outcome)["status"] == "succeeded"
+    assert value(outcome)["detail"]["stdout"] == description
+    commands = await reader_factory(worker.topic("actions.exec"))
+    (command,) = await commands.wait_for(lambda m: value(m)["event_id"] == event_id)
+    assert value(command)["template"]["title"] == golden.splitlines()[0].removeprefix("title: ")
+
+
+async def test_template_that_cannot_render_fails_the_command_only(worker, reader_factory):
+    event_id = post(worker, {"test": "untemplatable"}).json()["id"]
+    outcomes = await reader_factory(worker.topic("outcomes"))
+    (outcome,) = await outcomes.wait_for(is_outcome(event_id))
+    v = value(outcome)
+    assert v["status"] == "failed" and "template 'needs-id'" in v["error"] and "title" in v["error"]
+    later = post(worker, {"test": "exit3"}).json()["id"]  # the worker goes on
+    await outcomes.wait_for(is_outcome(later))

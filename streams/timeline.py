@@ -1,0 +1,261 @@
+"""`postee timeline`: the story of one event (or a time window) rebuilt from the topics.
+
+Every record about an event is keyed by its id, so its story sits in one partition per
+topic. For one event we compute that partition the way the producer did (murmur2 of the
+key), seek by time (a UUIDv7 id carries its arrival time; a positional id names the
+event's own record) and read only from there: no whole-topic scans.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import ConsumerRecord
+
+from streams import records
+from streams.settings import Settings
+from streams.topics import ACTION_TYPES
+
+__all__ = ["Entry", "WindowRow", "event_timeline", "window_timeline"]
+
+#: How far before an event's id time its first record may sit (clock skew, batching).
+SEEK_SLACK = timedelta(minutes=1)
+_partitioner = DefaultPartitioner()
+
+
+@dataclass(frozen=True)
+class Entry:
+    at: datetime  #: the record's Kafka timestamp
+    topic: str
+    partition: int
+    offset: int
+    kind: str  #: received, replayed, routed, command, outcome, dlq
+    value: Any  #: the record's JSON value (the event itself for received/replayed)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "kind": self.kind,
+            "headers": self.headers,
+            "value": self.value,
+        }
+
+
+async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        entries = []
+        since = records.event_time(event_id)
+        positional = _positional(event_id)
+        if positional is not None:
+            record = await _read_at(consumer, *positional)
+            if record is not None:
+                entries.append(_entry(record, "received"))
+                since = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+        since_ms = int((since - SEEK_SLACK).timestamp() * 1000) if since else 0
+        name = settings.topics.name
+        topics = [name("events"), name("replay"), name("outcomes"), name("dlq")]
+        topics += [name(f"actions.{kind}") for kind in ACTION_TYPES]
+        for topic in topics:
+            tp = _partition_of(consumer, topic, event_id)
+            if tp is not None:
+                found = await _read_key(consumer, tp, event_id.encode(), since_ms)
+                entries += [_entry(r, _kind(topic, r)) for r in found]
+        return sorted(entries, key=lambda e: (e.at, _ORDER.get(e.kind, 9), e.offset))
+    finally:
+        await consumer.stop()
+
+
+_ORDER = {"received": 0, "replayed": 1, "routed": 2, "command": 3, "outcome": 4, "dlq": 5}
+
+
+def _positional(event_id: str) -> tuple[str, int, int] | None:
+    topic, _, rest = event_id.partition(":")
+    partition, _, offset = rest.partition(":")
+    if topic and partition.isdigit() and offset.isdigit():
+        return topic, int(partition), int(offset)
+    return None
+
+
+def _partition_of(consumer: AIOKafkaConsumer, topic: str, key: str) -> TopicPartition | None:
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        return None
+    ordered = sorted(partitions)
+    return TopicPartition(topic, _partitioner(key.encode(), ordered, ordered))
+
+
+async def _read_at(
+    consumer: AIOKafkaConsumer, topic: str, partition: int, offset: int
+) -> ConsumerRecord[bytes, bytes] | None:
+    tp = TopicPartition(topic, partition)
+    if not consumer.partitions_for_topic(topic) or partition not in consumer.partitions_for_topic(
+        topic
+    ):
+        return None
+    end = (await consumer.end_offsets([tp]))[tp]
+    if offset >= end:
+        return None
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    batch = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+    found = batch.get(tp, [])
+    return found[0] if found and found[0].offset == offset else None
+
+
+async def _read_key(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, since_ms: int
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Records with this key in one partition, from `since_ms` to the current end."""
+    end = (await consumer.end_offsets([tp]))[tp]
+    start = (await consumer.offsets_for_times({tp: since_ms}))[tp]
+    position = start.offset if start is not None else end
+    consumer.assign([tp])
+    consumer.seek(tp, position)
+    found = []
+    while position < end:
+        batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1000)
+        messages = batch.get(tp, [])
+        if not messages:
+            break
+        for message in messages:
+            position = message.offset + 1
+            if message.offset < end and message.key == key:
+                found.append(message)
+    return found
+
+
+def _kind(topic: str, record: ConsumerRecord[bytes, bytes]) -> str:
+    suffix = topic.rsplit(".", 2)
+    if topic.endswith(".events"):
+        return "received"
+    if topic.endswith(".replay"):
+        return "replayed"
+    if topic.endswith(".dlq"):
+        return "dlq"
+    if len(suffix) >= 2 and suffix[-2] == "actions":
+        return "command"
+    value = _json(record.value)
+    return str(value.get("kind", "outcome")) if isinstance(value, dict) else "outcome"
+
+
+def _entry(record: ConsumerRecord[bytes, bytes], kind: str) -> Entry:
+    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+    return Entry(
+        datetime.fromtimestamp(record.timestamp / 1000, UTC),
+        record.topic,
+        record.partition,
+        record.offset,
+        kind,
+        _json(record.value),
+        headers,
+    )
+
+
+def _json(raw: bytes | None) -> Any:
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:
+        return {"undecodable": (raw or b"")[:200].decode("utf-8", "replace")}
+
+
+# --- a time window ------------------------------------------------------------------------
+
+
+@dataclass
+class WindowRow:
+    event_id: str
+    first_at: datetime
+    source: str = ""
+    routes: set[str] = field(default_factory=set)
+    commands: int = 0
+    statuses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    replays: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "first_at": self.first_at.isoformat(),
+            "source": self.source,
+            "routes": sorted(self.routes),
+            "commands": self.commands,
+            "outcomes": dict(self.statuses),
+            "replays": sorted(self.replays),
+        }
+
+
+async def window_timeline(
+    settings: Settings, since: datetime, until: datetime, route: str | None = None
+) -> list[WindowRow]:
+    """One row per event routed in the window, from the outcomes topic alone."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        topic = settings.topics.name("outcomes")
+        rows: dict[str, WindowRow] = {}
+        for tp in [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]:
+            for record in await _read_range(consumer, tp, since, until):
+                _fold(rows, record)
+        selected: Iterable[WindowRow] = rows.values()
+        if route:
+            selected = [r for r in selected if route in r.routes]
+        return sorted(selected, key=lambda r: r.first_at)
+    finally:
+        await consumer.stop()
+
+
+async def _read_range(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, since: datetime, until: datetime
+) -> list[ConsumerRecord[bytes, bytes]]:
+    until_ms = int(until.timestamp() * 1000)
+    end = (await consumer.end_offsets([tp]))[tp]
+    start = (await consumer.offsets_for_times({tp: int(since.timestamp() * 1000)}))[tp]
+    position = start.offset if start is not None else end
+    consumer.assign([tp])
+    consumer.seek(tp, position)
+    found = []
+    while position < end:
+        messages = (await consumer.getmany(tp, timeout_ms=2000, max_records=1000)).get(tp, [])
+        if not messages:
+            break
+        for message in messages:
+            position = message.offset + 1
+            if message.offset < end and message.timestamp <= until_ms:
+                found.append(message)
+    return found
+
+
+def _fold(rows: dict[str, WindowRow], record: ConsumerRecord[bytes, bytes]) -> None:
+    value = _json(record.value)
+    if not isinstance(value, dict) or "event_id" not in value:
+        return
+    at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+    row = rows.setdefault(value["event_id"], WindowRow(value["event_id"], at))
+    if value.get("replay_id"):
+        row.replays.add(value["replay_id"])
+    if value.get("kind") == "routed":
+        row.source = row.source or value.get("source", "")
+        row.routes.update(value.get("routes", []))
+        row.commands += len(value.get("commands", []))
+    elif value.get("kind") == "outcome" and value.get("final", True):
+        row.statuses[value.get("status", "?")] += 1
