@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,11 +71,9 @@ async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
         name = settings.topics.name
         topics = [name("events"), name("replay"), name("outcomes"), name("dlq")]
         topics += [name(f"actions.{kind}") for kind in ACTION_TYPES]
-        for topic in topics:
-            tp = _partition_of(consumer, topic, event_id)
-            if tp is not None:
-                found = await _read_key(consumer, tp, event_id.encode(), since_ms)
-                entries += [_entry(r, _kind(topic, r)) for r in found]
+        tps = [tp for t in topics if (tp := _partition_of(consumer, t, event_id)) is not None]
+        found = await _read(consumer, tps, since_ms, lambda r: r.key == event_id.encode())
+        entries += [_entry(r, _kind(r.topic, r)) for r in found]
         return sorted(entries, key=lambda e: (e.at, _ORDER.get(e.kind, 9), e.offset))
     finally:
         await consumer.stop()
@@ -118,25 +116,38 @@ async def _read_at(
     return found[0] if found and found[0].offset == offset else None
 
 
-async def _read_key(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, since_ms: int
+async def _read(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    since_ms: int,
+    keep: Callable[[ConsumerRecord[bytes, bytes]], bool],
+    until_ms: int | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Records with this key in one partition, from `since_ms` to the current end."""
-    end = (await consumer.end_offsets([tp]))[tp]
-    start = (await consumer.offsets_for_times({tp: since_ms}))[tp]
-    position = start.offset if start is not None else end
-    consumer.assign([tp])
-    consumer.seek(tp, position)
+    """Records that `keep` selects, from `since_ms` to the end each partition has now.
+
+    All partitions are assigned at once: re-assigning one by one stalls aiokafka's fetcher.
+    """
+    ends = await consumer.end_offsets(tps)
+    starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+    todo = {tp: ends[tp] for tp in tps if starts[tp] is not None and starts[tp].offset < ends[tp]}
+    if not todo:
+        return []
+    consumer.assign(list(todo))
+    for tp in todo:
+        consumer.seek(tp, starts[tp].offset)
     found = []
-    while position < end:
-        batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1000)
-        messages = batch.get(tp, [])
-        if not messages:
+    while todo:
+        batch = await consumer.getmany(*todo, timeout_ms=2000, max_records=1000)
+        if not batch:
             break
-        for message in messages:
-            position = message.offset + 1
-            if message.offset < end and message.key == key:
-                found.append(message)
+        for tp, messages in batch.items():
+            for message in messages:
+                if message.offset >= todo.get(tp, 0):
+                    break
+                if keep(message) and (until_ms is None or message.timestamp <= until_ms):
+                    found.append(message)
+            if messages and messages[-1].offset + 1 >= todo.get(tp, 0):
+                todo.pop(tp, None)
     return found
 
 
@@ -211,38 +222,16 @@ async def window_timeline(
         await consumer._client.force_metadata_update()
         topic = settings.topics.name("outcomes")
         rows: dict[str, WindowRow] = {}
-        for tp in [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-        ]:
-            for record in await _read_range(consumer, tp, since, until):
-                _fold(rows, record)
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
+        for record in await _read(consumer, tps, since_ms, lambda r: True, until_ms):
+            _fold(rows, record)
         selected: Iterable[WindowRow] = rows.values()
         if route:
             selected = [r for r in selected if route in r.routes]
         return sorted(selected, key=lambda r: r.first_at)
     finally:
         await consumer.stop()
-
-
-async def _read_range(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, since: datetime, until: datetime
-) -> list[ConsumerRecord[bytes, bytes]]:
-    until_ms = int(until.timestamp() * 1000)
-    end = (await consumer.end_offsets([tp]))[tp]
-    start = (await consumer.offsets_for_times({tp: int(since.timestamp() * 1000)}))[tp]
-    position = start.offset if start is not None else end
-    consumer.assign([tp])
-    consumer.seek(tp, position)
-    found = []
-    while position < end:
-        messages = (await consumer.getmany(tp, timeout_ms=2000, max_records=1000)).get(tp, [])
-        if not messages:
-            break
-        for message in messages:
-            position = message.offset + 1
-            if message.offset < end and message.timestamp <= until_ms:
-                found.append(message)
-    return found
 
 
 def _fold(rows: dict[str, WindowRow], record: ConsumerRecord[bytes, bytes]) -> None:
