@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -53,6 +54,9 @@ async def open_client(var: str) -> client.ApiClient:
     await config.load_kube_config(
         config_file=str(kubeconfig(var)), client_configuration=configuration
     )
+    # $KUBECONFIG from the process wins over .services/env: never test on a real cluster.
+    if urlsplit(configuration.host).hostname not in ("127.0.0.1", "localhost", "::1"):
+        missing_service(f"{var} points at {configuration.host}, not the local API server")
     return client.ApiClient(configuration=configuration)
 
 
