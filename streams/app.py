@@ -49,6 +49,8 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication,
+        # No standby table copies: the batch-closing timer reads only tables it owns.
+        table_standby_replicas=0,
         autodiscover=False,
         debug=settings.debug,
     )

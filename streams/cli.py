@@ -99,7 +99,7 @@ def run(
     """Run the router, the action agents and the ingest bridge in one worker."""
     import faust
 
-    from streams import executor, ingest, router
+    from streams import executor, ingest, plugin_agent, router
     from streams.app import create_app
     from streams.topics import TopicDeclarer
 
@@ -113,6 +113,7 @@ def run(
     postee_config, matcher, renderer = _load(settings)
     app = create_app(settings, postee_config, matcher, renderer)
     router.install(app)
+    plugin_agent.install(app)
     pool = executor.ActionPool(settings)
     executor.install(app, pool)
     if settings.ingest.enabled:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import faust
 
 from streams import records
+from streams.plugins import PluginRequest
 from streams.records import Command, DlqRecord, Outcome, Routed
 from streams.topics import Topics
 
@@ -34,6 +35,9 @@ class Publisher:
 
     def command(self, command: Command) -> Message:
         return Message(self.topics.actions[command.type], command.event_id, command.to_json())
+
+    def plugin_request(self, request: PluginRequest) -> Message:
+        return Message(self.topics.plugins, request.key, request.to_json())
 
     def routed(self, routed: Routed) -> Message:
         return Message(self.topics.outcomes, routed.event_id, routed.to_json())

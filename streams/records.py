@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
+import referencing
 
 from streams.errors import EventError
 
@@ -39,6 +40,7 @@ __all__ = [
     "Command",
     "DlqRecord",
     "IncomingEvent",
+    "JsonRecord",
     "Outcome",
     "Routed",
     "command_id",
@@ -219,7 +221,9 @@ def _header_map(headers: Headers) -> dict[str, str]:
 # --- records we produce ---------------------------------------------------------------------
 
 
-class _JsonRecord:
+class JsonRecord:
+    """A record we produce: a frozen dataclass that serialises itself as compact JSON."""
+
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON types (tuples become lists), as a consumer will see it."""
         value: dict[str, Any] = json.loads(self.to_json())
@@ -231,7 +235,7 @@ class _JsonRecord:
 
 
 @dataclass(frozen=True)
-class Command(_JsonRecord):
+class Command(JsonRecord):
     """What an action agent must do for one (event, route, action)."""
 
     command_id: str
@@ -251,6 +255,8 @@ class Command(_JsonRecord):
     attempt: int = 1
     #: `serialize-actions`: commands to issue, in order, after this one's terminal outcome.
     then: tuple[Command, ...] = ()
+    #: An aggregated command: the ids of the events its batch gathered, in order.
+    batch_event_ids: tuple[str, ...] = ()
 
     @property
     def event_text(self) -> str:
@@ -262,16 +268,18 @@ class Command(_JsonRecord):
 
 
 @dataclass(frozen=True)
-class CommandRef(_JsonRecord):
+class CommandRef(JsonRecord):
     command_id: str
     route: str
     action: str
     type: str
     queued: bool = False  #: waiting for an earlier action of a serialized route
+    #: Waiting for a plugin ("dedupe" or "aggregate"): issued, batched or dropped there.
+    deferred: str | None = None
 
 
 @dataclass(frozen=True)
-class Routed(_JsonRecord):
+class Routed(JsonRecord):
     """The routing decision for one event, written also when nothing matched."""
 
     event_id: str
@@ -281,12 +289,14 @@ class Routed(_JsonRecord):
     at: str
     kind: str = "routed"
     skipped: list[dict[str, str]] = field(default_factory=list)
+    #: Why a plugin did not apply, e.g. an event with none of the dedupe props.
+    notes: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
     replay_id: str | None = None
 
 
 @dataclass(frozen=True)
-class Outcome(_JsonRecord):
+class Outcome(JsonRecord):
     """The result of one attempt of one command."""
 
     event_id: str
@@ -308,7 +318,7 @@ class Outcome(_JsonRecord):
 
 
 @dataclass(frozen=True)
-class DlqRecord(_JsonRecord):
+class DlqRecord(JsonRecord):
     """Anything we could not process, with enough to find and retry it."""
 
     stage: str
@@ -353,9 +363,19 @@ class DlqRecord(_JsonRecord):
 
 
 @cache
+def _registry() -> referencing.Registry[Any]:
+    """Every schema by its $id, so one schema can $ref another (plugin request → command)."""
+    resources = []
+    for path in sorted(SCHEMAS_DIR.glob("*.schema.json")):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        resources.append((schema["$id"], referencing.Resource.from_contents(schema)))
+    return referencing.Registry().with_resources(resources)
+
+
+@cache
 def _validator(name: str) -> jsonschema.Draft202012Validator:
     schema = json.loads((SCHEMAS_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(schema, registry=_registry())
 
 
 def schema_errors(name: str, value: Any) -> list[str]:
@@ -379,4 +399,10 @@ def decode_command(raw: bytes | None) -> Command:
 def _command_from_dict(value: Mapping[str, Any]) -> Command:
     fields = {k: v for k, v in value.items() if k in Command.__dataclass_fields__}
     fields["then"] = tuple(_command_from_dict(c) for c in value.get("then") or ())
+    fields["batch_event_ids"] = tuple(value.get("batch_event_ids") or ())
     return Command(**fields)
+
+
+def command_from_dict(value: Mapping[str, Any]) -> Command:
+    """A Command from its JSON form (already validated), e.g. one kept in a plugin table."""
+    return _command_from_dict(value)

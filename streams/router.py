@@ -12,7 +12,7 @@ import logging
 
 import faust
 
-from streams import records, routing
+from streams import plugins, records, routing
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.records import Routed
@@ -47,7 +47,8 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> None:
         await publisher.send_dlq(raw, stage=exc.stage, reason=exc.reason, event=event)
         return
     try:
-        decision = routing.decide(incoming, app.config, app.matcher, app.renderer)
+        at_ms = plugins.event_time_ms(incoming, int(event.message.timestamp * 1000))
+        decision = routing.decide(incoming, app.config, app.matcher, app.renderer, at_ms)
     except RuleEvaluationError as exc:
         await _record_route_failure(app, event, incoming, f"rule evaluation failed: {exc.reason}")
         return
@@ -58,7 +59,9 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> None:
         )
         return
     await publisher.send(
-        publisher.routed(decision.routed), *(publisher.command(c) for c in decision.commands)
+        publisher.routed(decision.routed),
+        *(publisher.command(c) for c in decision.commands),
+        *(publisher.plugin_request(r) for r in decision.plugin_requests),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from streams import records
 from streams.config import PosteeConfig, Route
+from streams.plugins import PluginRequest, aggregation_requests, dedupe_key
 from streams.records import Command, CommandRef, IncomingEvent, Routed
 from streams.rules import RouteMatcher
 from streams.templates import TemplateError, TemplateRenderer
@@ -24,6 +25,8 @@ class Decision:
     #: Commands to send now. A serialized route contributes only its first command; the
     #: rest ride in that command's `then` and are issued by the executor, one by one.
     commands: tuple[Command, ...]
+    #: Commands of routes with plugins go to the plugin agent instead (see plugins.py).
+    plugin_requests: tuple[PluginRequest, ...] = ()
 
 
 def decide(
@@ -31,6 +34,7 @@ def decide(
     config: PosteeConfig,
     matcher: RouteMatcher,
     renderer: TemplateRenderer | None = None,
+    at_ms: int = 0,
 ) -> Decision:
     """Evaluate every route once (one engine call) and build the commands.
 
@@ -40,36 +44,82 @@ def decide(
     routes = [r for r in config.routes if r.name in matched]
     now = records.utc_now()
     commands: list[Command] = []
+    requests: list[PluginRequest] = []
     refs: list[CommandRef] = []
     skipped: list[dict[str, str]] = []
+    notes: list[dict[str, str]] = []
     for route in routes:
         chain = _route_commands(event, route, config, now, _render(route, event, renderer))
-        for name in route.actions:
-            action = config.actions[name]
-            if not action.enable:
-                skipped.append({"route": route.name, "reason": f"action '{name}' is not enabled"})
+        skipped += [
+            {"route": route.name, "reason": f"action '{name}' is not enabled"}
+            for name in route.actions
+            if not config.actions[name].enable
+        ]
         if not chain:
             continue
+        head = [_chained(chain)] if route.serialize_actions else chain
+        plugin, route_requests, note = _plugins(route, event, head, at_ms)
+        if note:
+            notes.append({"route": route.name, "note": note})
         refs.extend(
             CommandRef(
-                c.command_id, c.route, c.action, c.type, queued=route.serialize_actions and i > 0
+                c.command_id,
+                c.route,
+                c.action,
+                c.type,
+                queued=route.serialize_actions and i > 0,
+                deferred=plugin,
             )
             for i, c in enumerate(chain)
         )
-        if route.serialize_actions:
-            commands.append(_chained(chain))
+        if route_requests:
+            requests.extend(route_requests)
         else:
-            commands.extend(chain)
+            commands.extend(head)
     routed = Routed(
         event_id=event.event_id,
         source=event.source,
         routes=[r.name for r in routes],
         commands=refs,
         skipped=skipped,
+        notes=notes,
         at=now,
         replay_id=event.replay_id,
     )
-    return Decision(routed=routed, commands=tuple(commands))
+    return Decision(routed=routed, commands=tuple(commands), plugin_requests=tuple(requests))
+
+
+def _plugins(
+    route: Route, event: IncomingEvent, head: list[Command], at_ms: int
+) -> tuple[str | None, list[PluginRequest], str | None]:
+    """(the plugin deferring the route's commands, its requests, a note for the record)."""
+    plugins = route.plugins
+    aggregates = bool(plugins.aggregate_message_number or plugins.aggregate_message_timeout_s)
+    note = None
+    if plugins.unique_message_props:
+        key = dedupe_key(route, event.payload)
+        if key is not None:
+            if event.replay_id:  # a replay dedupes among itself, not against live events
+                key = f"{key}|replay:{event.replay_id}"
+            request = PluginRequest(
+                kind="dedupe",
+                key=key,
+                route=route.name,
+                at_ms=at_ms,
+                event_id=event.event_id,
+                commands=head,
+                ttl_s=plugins.unique_message_timeout_s,
+                then_aggregate=aggregates,
+            )
+            return "dedupe", [request], None
+        note = (
+            "not deduplicated: the event has none of the unique-message-props "
+            f"({', '.join(plugins.unique_message_props)})"
+        )
+    if aggregates:
+        chain = [c for command in head for c in (command, *command.then)]
+        return "aggregate", aggregation_requests(route, chain, at_ms), note
+    return None, [], note
 
 
 def _render(

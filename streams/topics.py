@@ -41,6 +41,8 @@ class Topics:
         self.replay = self._raw(app, name("replay"))
         self.outcomes = self._raw(app, name("outcomes"))
         self.dlq = self._raw(app, name("dlq"))
+        #: Plugin requests, keyed by dedupe/aggregation key (see plugin_agent.py).
+        self.plugins = self._raw(app, name("plugins"))
         self.actions = {kind: self._raw(app, name(f"actions.{kind}")) for kind in ACTION_TYPES}
         #: What the router consumes: new events and replayed ones, through one agent.
         self.router_input = app.topic(
@@ -72,6 +74,7 @@ class Topics:
             TopicSpec(t.name("dlq"), t.partitions, long),
         ]
         specs += [TopicSpec(t.name(f"actions.{k}"), t.partitions, short) for k in ACTION_TYPES]
+        specs.append(TopicSpec(t.name("plugins"), t.partitions, short))
         return specs
 
 

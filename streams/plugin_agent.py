@@ -1,0 +1,182 @@
+"""The plugin agent: deduplication and aggregation state in Faust tables.
+
+It consumes `<prefix>.plugins`, keyed by plugin key, so each key's requests reach the one
+worker that owns that partition and its table entries, in order; the tables' changelog
+topics carry the state across restarts and rebalances. Runs with concurrency 1 (it
+writes tables).
+
+Timers cannot write tables in Faust (a change must belong to a consumed record), so the
+timer that closes aggregation windows only *asks*: it sends a `flush` request for a due
+batch to the batch's own partition, and the agent closes it there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+
+from streams import plugins, records
+from streams.app import PosteeApp
+from streams.errors import EventError
+from streams.outcomes import Message
+from streams.plugins import PluginDecision, PluginRequest
+
+__all__ = ["install"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_CHECK_INTERVAL_S = 1.0
+
+
+class PluginState:
+    """The two tables, and what the flush timer already asked for."""
+
+    def __init__(self, app: PosteeApp) -> None:
+        partitions = app.settings.topics.partitions
+        self.first_seen = app.Table(
+            "dedupe-first-seen",
+            partitions=partitions,
+            key_type=str,
+            value_type=dict,
+            key_serializer="json",
+            value_serializer="json",
+        )
+        self.batches = app.Table(
+            "aggregation-batches",
+            partitions=partitions,
+            key_type=str,
+            value_type=dict,
+            key_serializer="json",
+            value_serializer="json",
+        )
+        self.flush_asked: set[tuple[str, int]] = set()
+
+
+def install(app: PosteeApp) -> PluginState:
+    state = PluginState(app)
+
+    async def apply_plugins(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await handle(app, state, event)
+
+    async def close_due_batches() -> None:
+        await ask_flushes(app, state)
+
+    app.agent(app.postee_topics.plugins, name="apply_plugins", concurrency=1)(apply_plugins)
+    app.timer(FLUSH_CHECK_INTERVAL_S, name="close_due_batches")(close_due_batches)
+    return state
+
+
+async def handle(app: PosteeApp, state: PluginState, event: faust.EventT[bytes]) -> None:
+    try:
+        request = plugins.decode_request(event.value)
+    except EventError as exc:
+        await app.publisher.send_dlq(event.value, stage=exc.stage, reason=exc.reason, event=event)
+        return
+    if request.kind == "dedupe":
+        await _dedupe(app, state, request)
+    elif request.kind == "aggregate":
+        await _aggregate(app, state, request)
+    else:
+        await _flush(app, state, request)
+
+
+async def _dedupe(app: PosteeApp, state: PluginState, request: PluginRequest) -> None:
+    entry: dict[str, Any] | None = state.first_seen.get(request.key)
+    passes = plugins.dedupe_passes(entry, request.at_ms, request.ttl_s)
+    decision = PluginDecision(
+        kind="deduplicated",
+        event_id=str(request.event_id),
+        route=request.route,
+        key=request.key,
+        decision="passed" if passes else "dropped",
+        at=records.utc_now(),
+        first_seen=None if passes or entry is None else entry["first_seen"],
+        first_event_id=None if passes or entry is None else entry["event_id"],
+    )
+    messages = [Message(app.postee_topics.outcomes, decision.event_id, decision.to_json())]
+    if passes:
+        state.first_seen[request.key] = {
+            "at_ms": request.at_ms,
+            "first_seen": _iso(request.at_ms),
+            "event_id": request.event_id,
+        }
+        messages += _forward(app, request)
+    await app.publisher.send(*messages)
+
+
+def _forward(app: PosteeApp, request: PluginRequest) -> list[Message]:
+    """Commands of a passing event: to aggregation if the route aggregates, else out."""
+    if not request.then_aggregate:
+        return [app.publisher.command(c) for c in request.commands]
+    route = app.config.route(request.route)
+    if route is None:  # the config changed under a queued request: issue plainly
+        return [app.publisher.command(c) for c in request.commands]
+    chain = [c for head in request.commands for c in (head, *head.then)]
+    return [
+        app.publisher.plugin_request(r)
+        for r in plugins.aggregation_requests(route, chain, request.at_ms)
+    ]
+
+
+async def _aggregate(app: PosteeApp, state: PluginState, request: PluginRequest) -> None:
+    batch, full = plugins.add_to_batch(state.batches.get(request.key), request, _now_ms())
+    joined = PluginDecision(
+        kind="aggregated",
+        event_id=str(request.event_id),
+        route=request.route,
+        key=request.key,
+        decision="joined",
+        at=records.utc_now(),
+        action=request.action,
+        batch_id=batch["batch_id"],
+        position=len(batch["commands"]),
+    )
+    messages = [Message(app.postee_topics.outcomes, joined.event_id, joined.to_json())]
+    if full:
+        messages.append(app.publisher.command(plugins.batch_command(batch)))
+        state.batches.pop(request.key, None)
+    else:
+        state.batches[request.key] = batch
+    await app.publisher.send(*messages)
+
+
+async def _flush(app: PosteeApp, state: PluginState, request: PluginRequest) -> None:
+    batch = state.batches.get(request.key)
+    state.flush_asked.discard((request.key, int(request.opened_ms or 0)))
+    if batch is None or batch["opened_ms"] != request.opened_ms:
+        return  # already closed by number, or a newer batch: nothing to do
+    state.batches.pop(request.key, None)
+    await app.publisher.send(app.publisher.command(plugins.batch_command(batch)))
+
+
+async def ask_flushes(app: PosteeApp, state: PluginState) -> None:
+    now = _now_ms()
+    due = [
+        (key, batch)
+        for key, batch in list(state.batches.items())
+        if plugins.batch_due(batch, now) and (key, batch["opened_ms"]) not in state.flush_asked
+    ]
+    for key, batch in due:
+        state.flush_asked.add((key, batch["opened_ms"]))
+        flush = PluginRequest(
+            kind="flush", key=key, route=batch["route"], at_ms=now, opened_ms=batch["opened_ms"]
+        )
+        await app.publisher.send(app.publisher.plugin_request(flush))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
