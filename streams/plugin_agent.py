@@ -36,21 +36,18 @@ class PluginState:
 
     def __init__(self, app: PosteeApp) -> None:
         partitions = app.settings.topics.partitions
+        # Keys are strings and values dicts, both as JSON (no Faust model: the
+        # contract stays plain JSON, readable from the changelog by anyone).
+        json_schema = faust.Schema(key_serializer="json", value_serializer="json")
         self.first_seen = app.Table(
             "dedupe-first-seen",
             partitions=partitions,
-            key_type=str,
-            value_type=dict,
-            key_serializer="json",
-            value_serializer="json",
+            schema=json_schema,
         )
         self.batches = app.Table(
             "aggregation-batches",
             partitions=partitions,
-            key_type=str,
-            value_type=dict,
-            key_serializer="json",
-            value_serializer="json",
+            schema=json_schema,
         )
         self.flush_asked: set[tuple[str, int]] = set()
 

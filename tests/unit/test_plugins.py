@@ -35,13 +35,18 @@ def setup(tmp_path):
 
 
 def event(payload, event_id="e1"):
-    return records.IncomingEvent(event_id=event_id, payload=payload, source="http", received_at=None)
+    return records.IncomingEvent(
+        event_id=event_id, payload=payload, source="http", received_at=None
+    )
 
 
 def test_dedupe_key_is_per_route_and_takes_first_array_element(tmp_path):
     cfg, _ = setup(tmp_path)
     route = cfg.route("flood")
-    report = {"metadata": {"name": "rs-1"}, "report": {"vulnerabilities": [{"vulnerabilityID": "CVE-1"}, {"vulnerabilityID": "CVE-2"}]}}
+    report = {
+        "metadata": {"name": "rs-1"},
+        "report": {"vulnerabilities": [{"vulnerabilityID": "CVE-1"}, {"vulnerabilityID": "CVE-2"}]},
+    }
     assert plugins.dedupe_key(route, report) == 'flood|["rs-1","CVE-1"]'
     assert plugins.dedupe_key(route, {"other": 1}) is None
 
@@ -70,8 +75,10 @@ def test_routing_defers_to_plugins_and_notes_missing_props(tmp_path):
 
 def test_aggregation_requests_per_action_and_batches(tmp_path):
     cfg, matcher = setup(tmp_path)
-    requests = [routing.decide(event({"batched": True, "i": i}, f"e{i}"), cfg, matcher).plugin_requests
-                for i in range(3)]
+    requests = [
+        routing.decide(event({"batched": True, "i": i}, f"e{i}"), cfg, matcher).plugin_requests
+        for i in range(3)
+    ]
     keys = {r.key for rs in requests for r in rs if r.route == "batched"}
     assert keys == {"batched|one"}
     batch, full = None, False
