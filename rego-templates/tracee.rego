@@ -13,6 +13,9 @@ package postee.tracee
 
 import rego.v1
 
+# Aggregating routes (aggregate-message-number/-timeout) render their batch with this.
+aggregation_pkg := "postee.tracee.digest"
+
 # The event as an object; {} for any other input, so that lookups never fail.
 default event := {}
 

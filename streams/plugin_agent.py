@@ -23,6 +23,8 @@ from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.outcomes import Message
 from streams.plugins import PluginDecision, PluginRequest
+from streams.records import Command
+from streams.templates import TemplateError
 
 __all__ = ["install"]
 
@@ -38,7 +40,9 @@ class PluginState:
         partitions = app.settings.topics.partitions
         # Keys are strings and values dicts, both as JSON (no Faust model: the
         # contract stays plain JSON, readable from the changelog by anyone).
-        json_schema = faust.Schema(key_serializer="json", value_serializer="json")
+        json_schema: faust.Schema[str, Any] = faust.Schema(
+            key_serializer="json", value_serializer="json"
+        )
         self.first_seen = app.Table(
             "dedupe-first-seen",
             partitions=partitions,
@@ -134,7 +138,7 @@ async def _aggregate(app: PosteeApp, state: PluginState, request: PluginRequest)
     )
     messages = [Message(app.postee_topics.outcomes, joined.event_id, joined.to_json())]
     if full:
-        messages.append(app.publisher.command(plugins.batch_command(batch)))
+        messages.append(app.publisher.command(_close(app, batch)))
         state.batches.pop(request.key, None)
     else:
         state.batches[request.key] = batch
@@ -147,7 +151,22 @@ async def _flush(app: PosteeApp, state: PluginState, request: PluginRequest) -> 
     if batch is None or batch["opened_ms"] != request.opened_ms:
         return  # already closed by number, or a newer batch: nothing to do
     state.batches.pop(request.key, None)
-    await app.publisher.send(app.publisher.command(plugins.batch_command(batch)))
+    await app.publisher.send(app.publisher.command(_close(app, batch)))
+
+
+def _close(app: PosteeApp, batch: dict[str, Any]) -> Command:
+    """The batch's command, its description rendered by the route template's
+    aggregation package when it has one."""
+    route = app.config.route(batch["route"])
+    if route is None or route.template is None:
+        return plugins.batch_command(batch)
+    try:
+        rendered = app.renderer.render_batch(route.template, plugins.batch_messages(batch))
+    except TemplateError as exc:
+        return plugins.batch_command(batch, template_error=str(exc))
+    if rendered is None:
+        return plugins.batch_command(batch)
+    return plugins.batch_command(batch, rendered.description, rendered.title)
 
 
 async def ask_flushes(app: PosteeApp, state: PluginState) -> None:

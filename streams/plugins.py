@@ -134,14 +134,33 @@ def batch_due(batch: dict[str, Any], now_ms: int) -> bool:
     return timeout is not None and now_ms - int(batch["opened_ms"]) >= timeout * 1000
 
 
-def batch_command(batch: dict[str, Any], description: str | None = None) -> Command:
+def batch_messages(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batch's rendered messages (title, description, url): an aggregation template's
+    input, as upstream."""
+    members = [records.command_from_dict(c) for c in batch["commands"]]
+    return [
+        {
+            "title": (m.template or {}).get("title", ""),
+            "description": m.event_text,
+            "url": (m.template or {}).get("url"),
+        }
+        for m in members
+    ]
+
+
+def batch_command(
+    batch: dict[str, Any],
+    description: str | None = None,
+    title: str | None = None,
+    template_error: str | None = None,
+) -> Command:
     """One command carrying every event of the batch. Its description is the JSON list of
     the events' descriptions, unless an aggregation template rendered one."""
     members = [records.command_from_dict(c) for c in batch["commands"]]
     first = members[0]
     batch_id = str(batch["batch_id"])
     texts = [m.event_text for m in members]
-    title = f"{len(members)} events on route {first.route}"
+    title = title or f"{len(members)} events on route {first.route}"
     return replace(
         first,
         command_id=records.command_id(
@@ -151,7 +170,7 @@ def batch_command(batch: dict[str, Any], description: str | None = None) -> Comm
         event={"batch_id": batch_id, "events": [m.event for m in members]},
         issued_at=records.utc_now(),
         template={"title": title, "description": description or json.dumps(texts), "url": None},
-        template_error=None,
+        template_error=template_error,
         attempt=1,
         then=(),
         batch_event_ids=tuple(m.event_id for m in members),

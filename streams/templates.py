@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import regopy
@@ -57,6 +58,9 @@ class _Source:
     template: str
     package: str
     modules: tuple[tuple[str, str], ...]  #: (name, Rego text)
+    #: The template's `aggregation_pkg`: renders a batch (input: the list of rendered
+    #: messages, each with title, description and url) for aggregating routes.
+    aggregation: str | None = None
 
 
 class TemplateRenderer:
@@ -64,12 +68,18 @@ class TemplateRenderer:
 
     def __init__(self, sources: Mapping[str, _Source]) -> None:
         self._index = {name: i for i, name in enumerate(sources)}
+        self._aggregates: dict[str, bool] = {}
         self._engine: tuple[regopy.Interpreter, regopy.Bundle] | None = None
         self._owner: int | None = None
         if sources:
             modules = {m for s in sources.values() for m in s.modules}
-            modules |= {_gather(i, s.package) for i, s in enumerate(sources.values())}
+            modules |= {_gather(f"t{i}", s.package) for i, s in enumerate(sources.values())}
             entrypoints = [f"postee_render/t{i}/{f}" for i in range(len(sources)) for f in _FIELDS]
+            for i, source in enumerate(sources.values()):
+                if source.aggregation:
+                    modules.add(_gather(f"a{i}", source.aggregation))
+                    entrypoints += [f"postee_render/a{i}/{f}" for f in _FIELDS]
+            self._aggregates = {n: s.aggregation is not None for n, s in sources.items()}
             try:
                 bundle = rego.build(sorted(modules), entrypoints)
             except rego.EngineFailure as exc:
@@ -91,8 +101,9 @@ class TemplateRenderer:
         for name, template in templates.items():
             where, key = f"template '{name}'", _key(template)
             try:
-                source = _source(name, template, library, templates_path)
-                rego.build(source.modules, [f"{source.package.replace('.', '/')}/title"])
+                source = _with_aggregation(
+                    _source(name, template, library, templates_path), library
+                )
             except rego.EngineFailure as exc:
                 raise ConfigError(_reason(exc), file=config_file, where=where, key=key) from None
             except (OSError, ValueError, httpx.HTTPError) as exc:
@@ -101,13 +112,22 @@ class TemplateRenderer:
         return cls(sources)
 
     def render(self, name: str, event: Mapping[str, object]) -> Rendered:
+        return self._render(name, f"t{self._index.get(name)}", event)
+
+    def render_batch(self, name: str, messages: Sequence[Mapping[str, Any]]) -> Rendered | None:
+        """A batch through the template's aggregation package; None when it has none."""
+        if not self._aggregates.get(name):
+            return None
+        return self._render(name, f"a{self._index[name]}", messages)
+
+    def _render(self, name: str, slot: str, document: object) -> Rendered:
         if name not in self._index or self._engine is None:
             raise TemplateError(name, "is not defined")
         self._enter()
         runner, bundle = self._engine
-        prefix = f"postee_render/t{self._index[name]}"
+        prefix = f"postee_render/{slot}"
         try:
-            rego.set_input(runner, event)
+            rego.set_input(runner, document)
             title, result, url = (rego.query(runner, bundle, f"{prefix}/{f}") for f in _FIELDS)
         except rego.EngineFailure as exc:
             raise TemplateError(name, f"Rego error: {_reason(exc)}") from None
@@ -138,10 +158,35 @@ def _key(template: Template) -> str:
     return "rego-package" if template.rego_package else "body" if template.body else "url"
 
 
-def _gather(index: int, package: str) -> tuple[str, str]:
-    lines = [f"package postee_render.t{index}", "import rego.v1"]
+def _gather(slot: str, package: str) -> tuple[str, str]:
+    lines = [f"package postee_render.{slot}", "import rego.v1"]
     lines += [f"{field} := data.{package}.{field}" for field in _FIELDS]
-    return f"render/t{index}.rego", "\n".join(lines) + "\n"
+    return f"render/{slot}.rego", "\n".join(lines) + "\n"
+
+
+def _with_aggregation(source: _Source, library: Mapping[str, list[tuple[str, str]]]) -> _Source:
+    """Compile the template alone and read its `aggregation_pkg` (a constant in practice);
+    add that package's files when it names one."""
+    probe = (
+        "probe.rego",
+        f"package postee_probe\naggregation_pkg := data.{source.package}.aggregation_pkg\n",
+    )
+    bundle = rego.build(
+        [*source.modules, probe],
+        [f"{source.package.replace('.', '/')}/title", "postee_probe/aggregation_pkg"],
+    )
+    runner = rego.new_interpreter()
+    rego.set_input(runner, {})
+    package = rego.query(runner, bundle, "postee_probe/aggregation_pkg")
+    if package is None:
+        return source
+    if not isinstance(package, str):
+        raise ValueError(f"aggregation_pkg must be a package name, got {package!r}")
+    own = {found.group(1) for _, text in source.modules if (found := _PACKAGE.search(text))}
+    if package not in own and package not in library:
+        raise ValueError(f"aggregation_pkg {package} is not in the templates folder")
+    modules = source.modules if package in own else (*source.modules, *library[package])
+    return _Source(source.template, source.package, tuple(modules), package)
 
 
 def _library(path: Path) -> dict[str, list[tuple[str, str]]]:

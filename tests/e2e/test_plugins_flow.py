@@ -176,6 +176,15 @@ routes:
     actions: [first]
     plugins:
       aggregate-message-number: 10
+  - name: digest
+    input: input.SigMetadata.ID == "TRC-12"
+    template: tracee
+    actions: [second]
+    plugins:
+      aggregate-message-number: 2
+templates:
+  - name: tracee
+    rego-package: postee.tracee
 """
 
 
@@ -237,5 +246,25 @@ async def test_aggregation_survives_a_restart(bootstrap, log_dir, module_tmp, re
         commands = await reader_factory(worker.topic("actions.exec"))
         (batch,) = await commands.wait_for(lambda m: value(m)["route"] == "by-number-only")
         assert list(value(batch)["batch_event_ids"]) == before + after
+    finally:
+        worker.stop()
+
+
+async def test_aggregation_template_renders_the_batch(
+    bootstrap, log_dir, module_tmp, reader_factory, samples
+):
+    worker = start_worker(bootstrap, write(module_tmp, AGGREGATE), log_dir, "digest")
+    try:
+        event = json.loads((samples / "tracee" / "trc-12-illegitimate-shell.json").read_text())
+        ids = [post(worker, {**event, "n": n}) for n in range(2)]
+        commands = await reader_factory(worker.topic("actions.exec"))
+        (batch,) = await commands.wait_for(lambda m: value(m)["route"] == "digest")
+        batch = value(batch)
+        assert list(batch["batch_event_ids"]) == ids
+        assert batch["template"]["title"] == "2 Tracee detections"  # postee.tracee.digest
+        outcomes = await reader_factory(worker.topic("outcomes"))
+        (done,) = await outcomes.wait_for(kind("outcome", event_id=batch["event_id"]))
+        assert value(done)["status"] == "succeeded"
+        assert batch["template"]["description"].count("Tracee TRC-12") == 2
     finally:
         worker.stop()

@@ -90,7 +90,7 @@ def test_valid_label_keys(key):
         ("x" * 64, "63"),
         ("-app", "alphanumeric"),
         ("bad key", "alphanumeric"),
-        ("a/b/c", "alphanumeric"),
+        ("a/b/c", "one '/'"),
     ],
 )
 def test_invalid_label_keys(key, problem):
@@ -160,9 +160,11 @@ def test_plan_substitutes_every_value():
             {
                 "kube-target": "event.input.target",
                 "kube-namespace": "event.input.metadata.namespace",
-                "kube-config-file": "~/event.input.metadata.name.kubeconfig",
+                "kube-config-file": "~/kube/event.input.metadata.name/config",
                 "kube-actions": {
-                    "labels": {"owner": "event.input.metadata.labels.trivy-operator\\.resource\\.name"},
+                    "labels": {
+                        "owner": "event.input.metadata.labels.trivy-operator\\.resource\\.name"
+                    },
                     "annotations": {"image": "event.input.report.artifact.repository"},
                     "delete-pods": "event.input.remove",
                 },
@@ -173,7 +175,7 @@ def test_plan_substitutes_every_value():
     )
     assert planned.target == "event-workload" and planned.namespace == "default"
     assert planned.config_file and planned.config_file.endswith(
-        "/replicaset-nginx-6d4cf56db6-nginx.kubeconfig"
+        "/kube/replicaset-nginx-6d4cf56db6-nginx/config"
     )
     assert not planned.config_file.startswith("~")
     assert planned.labels == {"owner": "nginx-6d4cf56db6"}
@@ -205,7 +207,14 @@ def test_plan_substitutes_every_value():
         ),
         (
             {"kube-target": "event-workload"},
-            {"metadata": {"labels": {"trivy-operator.resource.kind": "Node", "trivy-operator.resource.name": "n"}}},
+            {
+                "metadata": {
+                    "labels": {
+                        "trivy-operator.resource.kind": "Node",
+                        "trivy-operator.resource.name": "n",
+                    }
+                }
+            },
             "but no namespace",
         ),
         ({"kube-target": "image"}, {}, "needs kube-namespace"),
@@ -216,12 +225,20 @@ def test_plan_substitutes_every_value():
             "not an image reference",
         ),
         (
-            {"kube-namespace": "x", "kube-label-selector": "a", "kube-actions": {"delete-pods": "yes"}},
+            {
+                "kube-namespace": "x",
+                "kube-label-selector": "a",
+                "kube-actions": {"delete-pods": "yes"},
+            },
             {},
             "expected true or false",
         ),
         (
-            {"kube-namespace": "x", "kube-label-selector": "a", "kube-actions": {"annotations": {"Bad/k": "v"}}},
+            {
+                "kube-namespace": "x",
+                "kube-label-selector": "a",
+                "kube-actions": {"annotations": {"Bad/k": "v"}},
+            },
             {},
             "annotation key",
         ),

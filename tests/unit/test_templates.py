@@ -96,3 +96,35 @@ def test_unreachable_or_missing_url_fails_at_start(rego_server):
         with pytest.raises(ConfigError) as caught:
             renderer({"u": Template("u", url=url)})
         assert caught.value.where == "template 'u'" and caught.value.key == "url"
+
+
+def test_aggregation_package_renders_a_batch(tmp_path: Path):
+    (tmp_path / "alerts.rego").write_text(
+        "package team.alerts\nimport rego.v1\n"
+        'title := concat(" ", ["Alert", input.id])\nresult := input.id\n'
+        'aggregation_pkg := "team.alerts.digest"\n'
+    )
+    (tmp_path / "digest.rego").write_text(
+        "package team.alerts.digest\nimport rego.v1\n"
+        'title := sprintf("%v alerts", [count(input)])\n'
+        'result := concat(",", [m.description | some m in input])\n'
+    )
+    r = renderer({"a": Template("a", rego_package="team.alerts")}, tmp_path)
+    assert r.render("a", {"id": "x1"}).title == "Alert x1"
+    messages = [
+        {"title": "Alert x1", "description": "x1", "url": None},
+        {"title": "Alert x2", "description": "x2", "url": None},
+    ]
+    batch = r.render_batch("a", messages)
+    assert batch is not None and (batch.title, batch.description) == ("2 alerts", "x1,x2")
+    plain = renderer({"b": Template("b", body=BODY)})
+    assert plain.render_batch("b", messages) is None  # no aggregation_pkg
+
+
+def test_missing_aggregation_package_fails_at_compile(tmp_path: Path):
+    (tmp_path / "alerts.rego").write_text(
+        'package team.alerts\ntitle := "t"\nresult := "r"\naggregation_pkg := "team.nowhere"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        renderer({"a": Template("a", rego_package="team.alerts")}, tmp_path)
+    assert "team.nowhere" in caught.value.message

@@ -514,3 +514,16 @@ async def test_clients_are_cached_per_config_file_and_closed(namespace, admin_co
     assert await action.client_for(admin_config) is api
     await action.aclose()
     assert api.rest_client.pool_manager.closed
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "kubeconfig not found"), ("just text\n", "not a kubeconfig")],
+)
+async def test_bad_kubeconfig_is_refused(tmp_path, action, content, message):
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    params = {"kube-config-file": str(path), "kube-namespace": "d", "kube-label-selector": "a"}
+    with pytest.raises(ActionPermanentError, match=message):
+        await action.execute(request(params))
