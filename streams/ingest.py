@@ -13,7 +13,10 @@ is not one JSON object gets a 4xx with the reason and nothing is produced.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -56,10 +59,18 @@ class IngestBridge(Service):
 
     async def on_start(self) -> None:
         settings = self.app.settings.ingest
-        self._runner = web.AppRunner(self.web_app(), access_log=None, shutdown_timeout=5.0)
+        self._runner = web.AppRunner(
+            self.web_app(), access_log=None, shutdown_timeout=5.0, keepalive_timeout=30.0
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, settings.host, settings.port).start()
         log.info("ingest bridge listening on http://%s:%d", settings.host, settings.port)
+        if settings.https and settings.tls_cert and settings.tls_key:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+            host, port = settings.https
+            await web.TCPSite(self._runner, host, port, ssl_context=context).start()
+            log.info("ingest bridge listening on https://%s:%d", host, port)
 
     async def on_stop(self) -> None:
         if self._runner is not None:
@@ -87,15 +98,24 @@ class IngestBridge(Service):
     # --- internals ----------------------------------------------------------------------
 
     async def _ingest(self, request: web.Request, only_route: str | None) -> web.Response:
-        limit = self.app.settings.ingest.max_body_bytes
+        settings = self.app.settings.ingest
+        limit = settings.max_body_bytes
+        if not _bearer_ok(request, settings.token):
+            return _error(401, "missing or wrong bearer token")
         if request.content_length is not None and request.content_length > limit:
             return _error(
                 413, f"body of {request.content_length} bytes exceeds the limit of {limit}"
             )
         try:
-            raw = await request.read()
+            raw = await asyncio.wait_for(request.read(), settings.body_timeout_s)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body exceeds the limit of {limit} bytes")
+        except TimeoutError:
+            return _error(408, f"body not received within {settings.body_timeout_s:g}s")
+        if not _signature_ok(request, raw, settings.hmac_secret):
+            return _error(
+                401, "missing or wrong X-Postee-Signature (sha256=<hex HMAC of the body>)"
+            )
         try:
             records.parse_json_object(raw)
         except EventError as exc:
@@ -120,6 +140,25 @@ class IngestBridge(Service):
             return bool(metadata.brokers())
         except Exception:  # any failure means "not reachable" for a health probe
             return False
+
+
+def _bearer_ok(request: web.Request, token: str | None) -> bool:
+    if token is None:
+        return True
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    # Constant time, so the comparison does not leak how much of a guess was right.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode(), token.encode()
+    )
+
+
+def _signature_ok(request: web.Request, body: bytes, secret: str | None) -> bool:
+    if secret is None:
+        return True
+    given = request.headers.get("X-Postee-Signature", "")
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(given.strip().lower().encode(), expected.encode())
 
 
 def _error(status: int, reason: str) -> web.Response:

@@ -58,6 +58,17 @@ class IngestSettings:
     """Largest accepted request body (`POSTEE_MAX_BODY_BYTES`); larger gets 413."""
     produce_timeout_s: float = 15.0
     """How long a request waits for the broker's ack before answering 503."""
+    body_timeout_s: float = 30.0
+    """How long a client may take to send its body (`POSTEE_BODY_TIMEOUT_S`); then 408."""
+    token: str | None = field(default=None, repr=False)
+    """When set, POSTs need `Authorization: Bearer <token>` (`POSTEE_TOKEN`)."""
+    hmac_secret: str | None = field(default=None, repr=False)
+    """When set, POSTs need `X-Postee-Signature: sha256=<HMAC-SHA256 of the body>`
+    (`POSTEE_HMAC_SECRET`)."""
+    https: tuple[str, int] | None = None
+    """HTTPS listener `host:port` (`POSTEE_HTTPS`), with `POSTEE_TLS_CERT` and `POSTEE_TLS_KEY`."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -114,14 +125,7 @@ class Settings:
                     "POSTEE_ACTIONS_RETENTION_S", TopicSettings.actions_retention_s
                 ),
             ),
-            ingest=IngestSettings(
-                enabled=env.flag("POSTEE_INGEST", True),
-                host=host,
-                port=port,
-                max_body_bytes=env.positive_int(
-                    "POSTEE_MAX_BODY_BYTES", IngestSettings.max_body_bytes
-                ),
-            ),
+            ingest=_ingest(env, host, port),
             actions=ActionLimits(
                 exec_timeout_s=env.positive_float(
                     "POSTEE_EXEC_TIMEOUT_S", ActionLimits.exec_timeout_s
@@ -134,6 +138,27 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _ingest(env: _Env, host: str, port: int) -> IngestSettings:
+    https = None
+    if env.text("POSTEE_HTTPS", ""):
+        https = env.host_port("POSTEE_HTTPS", IngestSettings.host, 8445)
+        for name in ("POSTEE_TLS_CERT", "POSTEE_TLS_KEY"):
+            if not env.text(name, ""):
+                raise ConfigError("POSTEE_HTTPS needs a certificate and its key", key=name)
+    return IngestSettings(
+        enabled=env.flag("POSTEE_INGEST", True),
+        host=host,
+        port=port,
+        max_body_bytes=env.positive_int("POSTEE_MAX_BODY_BYTES", IngestSettings.max_body_bytes),
+        body_timeout_s=env.positive_float("POSTEE_BODY_TIMEOUT_S", IngestSettings.body_timeout_s),
+        token=env.text("POSTEE_TOKEN", "") or None,
+        hmac_secret=env.text("POSTEE_HMAC_SECRET", "") or None,
+        https=https,
+        tls_cert=env.path("POSTEE_TLS_CERT", Path()) if https else None,
+        tls_key=env.path("POSTEE_TLS_KEY", Path()) if https else None,
+    )
 
 
 class _Env:
