@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import ssl
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -109,7 +110,11 @@ def test_https_listener(worker, tls):
     body = json.dumps({"over": "tls"}).encode()
     headers = {"Authorization": f"Bearer {TOKEN}", "X-Postee-Signature": signed(body)}
     response = httpx.post(
-        https_url + "/", content=body, headers=headers, verify=str(tls[0]), timeout=10
+        https_url + "/",
+        content=body,
+        headers=headers,
+        verify=ssl.create_default_context(cafile=str(tls[0])),
+        timeout=10,
     )
     assert response.status_code == 202 and response.json()["id"]
 
