@@ -43,3 +43,12 @@ def test_bad_values_name_the_variable(name, value):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({name: value})
     assert caught.value.key == name
+
+
+def test_https_needs_cert_and_key_and_secrets_stay_out_of_repr():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"POSTEE_HTTPS": "0.0.0.0:8445"})
+    assert caught.value.key == "POSTEE_TLS_CERT"
+    settings = Settings.from_env({"POSTEE_TOKEN": "s3cret", "POSTEE_HMAC_SECRET": "k3y"})
+    assert settings.ingest.token == "s3cret" and "s3cret" not in repr(settings)
+    assert "k3y" not in repr(settings)
