@@ -33,6 +33,7 @@ from actions.http import HttpAction
 from streams import config, records
 from streams.app import PosteeApp
 from streams.errors import EventError
+from streams.ledger import CommandLedger
 from streams.records import Command, Outcome
 from streams.settings import ActionLimits, Settings
 
@@ -85,26 +86,36 @@ def install(app: PosteeApp, pool: ActionPool) -> None:
             app.postee_topics.actions[kind],
             name=f"execute_{kind}_commands",
             concurrency=ACTION_CONCURRENCY,
-        )(_agent(app, pool, kind))
+        )(_agent(app, pool, kind, CommandLedger(app, kind)))
 
 
-def _agent(app: PosteeApp, pool: ActionPool, kind: str) -> Any:
+def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -> Any:
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await execute_one(app, pool.get(kind), event)
+            await execute_one(app, pool.get(kind), event, ledger)
 
     execute_commands.__name__ = execute_commands.__qualname__ = f"execute_{kind}_commands"
     return execute_commands
 
 
-async def execute_one(app: PosteeApp, action: Action, event: faust.EventT[bytes]) -> None:
+async def execute_one(
+    app: PosteeApp, action: Action, event: faust.EventT[bytes], ledger: CommandLedger
+) -> None:
     publisher = app.publisher
     try:
         command = records.decode_command(event.value)
     except EventError as exc:
         await publisher.send_dlq(event.value, stage=exc.stage, reason=exc.reason, event=event)
         return
+    entry = ledger.lookup(command.command_id)
+    if entry is not None and entry["state"] == "finished":
+        await publisher.send(publisher.outcome(_skipped(command, entry)))
+        return
+    if entry is not None:  # started before, never finished: the worker died mid-run
+        command = replace(command, attempt=int(entry["attempt"]) + 1)
+    ledger.started(command.command_id, command.attempt)
     run = await run_command(app, action, command)
+    ledger.finished(command.command_id, run.last.status, run.last.attempt, run.last.finished_at)
     if run.exhausted:
         await publisher.send(
             publisher.dlq(
@@ -124,6 +135,29 @@ async def execute_one(app: PosteeApp, action: Action, event: faust.EventT[bytes]
     if command.then:
         following = replace(command.then[0], then=command.then[1:], issued_at=records.utc_now())
         await publisher.send(publisher.command(following))
+
+
+def _skipped(command: Command, entry: dict[str, Any]) -> Outcome:
+    now = records.utc_now()
+    return Outcome(
+        event_id=command.event_id,
+        command_id=command.command_id,
+        route=command.route,
+        action=command.action,
+        type=command.type,
+        status="skipped",
+        attempt=int(entry["attempt"]),
+        started_at=now,
+        finished_at=now,
+        duration_ms=0.0,
+        detail={
+            "reason": "redelivered after it finished",
+            "first_status": entry.get("status"),
+            "first_finished_at": entry.get("finished_at"),
+        },
+        replay_id=command.replay_id,
+        dry_run=command.dry_run,
+    )
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ class ActionLimits:
     """Default run time bound of an exec action (`POSTEE_EXEC_TIMEOUT_S`)."""
     max_output_bytes: int = 16 * 1024
     """Bytes of stdout and of stderr kept in an outcome record (`POSTEE_MAX_OUTPUT_BYTES`)."""
+    done_retention_s: int = 7 * DAY_S
+    """How long finished command ids are remembered to skip redeliveries
+    (`POSTEE_DONE_RETENTION_S`)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,9 @@ class Settings:
                 ),
                 max_output_bytes=env.positive_int(
                     "POSTEE_MAX_OUTPUT_BYTES", ActionLimits.max_output_bytes
+                ),
+                done_retention_s=env.positive_int(
+                    "POSTEE_DONE_RETENTION_S", ActionLimits.done_retention_s
                 ),
             ),
         )

@@ -384,3 +384,22 @@ async def test_template_that_cannot_render_fails_the_command_only(worker, reader
     assert v["status"] == "failed" and "template 'needs-id'" in v["error"] and "title" in v["error"]
     later = post(worker, {"test": "exit3"}).json()["id"]  # the worker goes on
     await outcomes.wait_for(is_outcome(later))
+
+
+async def test_a_redelivered_finished_command_is_skipped(
+    worker, reader_factory, bootstrap, module_tmp
+):
+    event = {"test": "meta", "payloads": ["redelivery"], "marker": uuid.uuid4().hex}
+    event_id = post(worker, event).json()["id"]
+    outcomes = await reader_factory(worker.topic("outcomes"))
+    (first,) = await outcomes.wait_for(is_outcome(event_id))
+    commands = await reader_factory(worker.topic("actions.exec"))
+    (command,) = await commands.wait_for(lambda m: value(m)["event_id"] == event_id)
+    lines_before = (module_tmp / "forensics.log").read_text().count(event["marker"])
+    await produce(bootstrap, worker.topic("actions.exec"), command.value, key=command.key)
+    both = await outcomes.wait_for(is_outcome(event_id), count=2)
+    again = value(both[1])
+    assert again["status"] == "skipped" and again["command_id"] == value(first)["command_id"]
+    assert again["detail"]["first_status"] == "succeeded"
+    assert schema_errors("outcome", again) == []
+    assert (module_tmp / "forensics.log").read_text().count(event["marker"]) == lines_before == 1

@@ -1,0 +1,62 @@
+"""The command ledger: which commands already ran, so a redelivered one is not run twice.
+
+A Faust table per action type, keyed by command id, backed by a changelog topic: it
+survives restarts and moves with partitions (commands are keyed by event id, and the
+table's changelog follows the command topic's partitions, so a command and its ledger
+entry always sit together). Entries expire after a retention (default 7 days): checked on
+read, and the changelog itself is compacted and deleted after that time.
+
+A command that finished is skipped on redelivery (`skipped` outcome). One that started
+but never finished (the worker died mid-run) runs again, with the same command id and a
+higher attempt number, so receivers can tell (Idempotency-Key, POSTEE_COMMAND_ID).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+
+from streams.app import PosteeApp
+
+__all__ = ["CommandLedger"]
+
+
+class CommandLedger:
+    def __init__(self, app: PosteeApp, kind: str) -> None:
+        self.retention_ms = app.settings.actions.done_retention_s * 1000
+        schema: faust.Schema[str, Any] = faust.Schema(
+            key_serializer="json", value_serializer="json"
+        )
+        self.table = app.Table(
+            f"command-ledger-{kind}",
+            partitions=app.settings.topics.partitions,
+            schema=schema,
+            extra_topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(self.retention_ms),
+            },
+        )
+
+    def lookup(self, command_id: str) -> dict[str, Any] | None:
+        entry: dict[str, Any] | None = self.table.get(command_id)
+        if entry is None or _now_ms() - int(entry["at_ms"]) > self.retention_ms:
+            return None
+        return entry
+
+    def started(self, command_id: str, attempt: int) -> None:
+        self.table[command_id] = {"state": "started", "attempt": attempt, "at_ms": _now_ms()}
+
+    def finished(self, command_id: str, status: str, attempt: int, finished_at: str) -> None:
+        self.table[command_id] = {
+            "state": "finished",
+            "status": status,
+            "attempt": attempt,
+            "finished_at": finished_at,
+            "at_ms": _now_ms(),
+        }
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
