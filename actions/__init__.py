@@ -4,6 +4,7 @@ from actions.base import Action
 from actions.docker import DockerAction
 from actions.exec import ExecAction
 from actions.http import HttpAction
+from actions.kubernetes import KubernetesAction
 
 __all__ = ["REGISTRY"]
 
@@ -11,4 +12,5 @@ REGISTRY: dict[str, type[Action]] = {
     ExecAction.type: ExecAction,
     HttpAction.type: HttpAction,
     DockerAction.type: DockerAction,
+    KubernetesAction.type: KubernetesAction,
 }
