@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.table import Table
@@ -83,12 +83,25 @@ def write_config(directory: Path, routes: int) -> Path:
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create a topic and return once every partition has a serving leader.
+
+    The metadata names a leader before the broker serves the partition; a produce right
+    after creation may then fail with NotLeaderForPartition and wait out a retry backoff
+    inside the timed window. ListOffsets fails the same way, and aiokafka retries it
+    until the partitions are served, so it doubles as the readiness probe.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
     finally:
         await admin.close()
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await probe.start()
+    try:
+        await probe.end_offsets([TopicPartition(name, p) for p in range(partitions)])
+    finally:
+        await probe.stop()
 
 
 async def delete_topics(bootstrap: str, prefix: str) -> list[str]:
@@ -167,10 +180,7 @@ def print_results(results: list[Result], as_json: bool, meta: dict[str, Any]) ->
     consume = next((r for r in results if r.name == "baseline consume"), None)
     base = consume.rate if consume else None
     if as_json:
-        rows = [
-            asdict(r) | {"vs_consume": r.rate / base if base else None}
-            for r in results
-        ]
+        rows = [asdict(r) | {"vs_consume": r.rate / base if base else None} for r in results]
         print(json.dumps(meta | {"results": rows}, indent=2))
         return
     table = Table(title=f"route throughput ({meta['events']} events, {meta['bootstrap']})")

@@ -80,15 +80,27 @@ class RoutedChecker:
 async def start_worker(
     cfg: Path, bootstrap: str, prefix: str, log_file: Path, profile: Path | None
 ) -> asyncio.subprocess.Process:
-    command = [sys.executable, "-m", "bench.router_worker", str(cfg),
-               "--bootstrap", bootstrap, "--prefix", prefix]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.router_worker",
+        str(cfg),
+        "--bootstrap",
+        bootstrap,
+        "--prefix",
+        prefix,
+    ]
     if profile is not None:
         command += ["--profile", str(profile)]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     with log_file.open("wb") as out:
         # cwd: Faust writes its `<app id>-data` directory there.
         return await asyncio.create_subprocess_exec(
-            *command, cwd=cfg.parent, env=env, stdout=out, stderr=out,
+            *command,
+            cwd=cfg.parent,
+            env=env,
+            stdout=out,
+            stderr=out,
             stdin=asyncio.subprocess.DEVNULL,
         )
 
@@ -108,16 +120,25 @@ async def stop_worker(process: asyncio.subprocess.Process, log_file: Path) -> No
             await process.wait()
             log.print(f"[red]worker did not stop within {STOP_TIMEOUT_S:.0f}s; killed[/red]")
             return
-        log.print(f"  worker stopped in {time.perf_counter() - started:.1f}s "
-                  f"(exit {process.returncode})")
+        log.print(
+            f"  worker stopped in {time.perf_counter() - started:.1f}s (exit {process.returncode})"
+        )
     if process.returncode not in (0, -signal.SIGTERM):
-        log.print(f"[red]worker exited with {process.returncode}[/red]\n{_tail(log_file)}",
-                  highlight=False)
+        log.print(
+            f"[red]worker exited with {process.returncode}[/red]\n{_tail(log_file)}",
+            highlight=False,
+        )
 
 
 async def router_case(
-    bootstrap: str, root: str, routes: int, value: bytes, n: int, timeout_s: float,
-    workdir: Path, profile_dir: Path | None,
+    bootstrap: str,
+    root: str,
+    routes: int,
+    value: bytes,
+    n: int,
+    timeout_s: float,
+    workdir: Path,
+    profile_dir: Path | None,
 ) -> Result:
     prefix = f"{root}-r{routes}"
     case_dir = workdir / prefix
@@ -133,7 +154,11 @@ async def router_case(
     checker = RoutedChecker(expected_matches(routes))
     try:
         _, span_s = await consume_all(
-            bootstrap, outcomes, n, timeout_s=timeout_s, on_batch=checker,
+            bootstrap,
+            outcomes,
+            n,
+            timeout_s=timeout_s,
+            on_batch=checker,
             is_alive=lambda: process.returncode is None,
         )
     except (TimeoutError, RuntimeError):
@@ -143,7 +168,8 @@ async def router_case(
         await stop_worker(process, log_file)
     if checker.bad:
         raise RuntimeError(f"{len(checker.bad)} unexpected outcome records, e.g. {checker.bad[0]}")
-    return Result(f"router {routes} route{'s' * (routes != 1)}", n, span_s, (n - 1) / span_s, checker.expected)
+    name = f"router {routes} route{'s' * (routes != 1)}"
+    return Result(name, n, span_s, (n - 1) / span_s, checker.expected)
 
 
 async def run(args: argparse.Namespace) -> list[Result]:
@@ -157,10 +183,18 @@ async def run(args: argparse.Namespace) -> list[Result]:
         with TemporaryDirectory(prefix="route-bench-") as tmp:
             for routes in args.routes:
                 log.print(f"router: {routes} route(s)")
-                results.append(await router_case(
-                    args.bootstrap, root, routes, value, args.events, args.timeout,
-                    Path(tmp), args.profile,
-                ))
+                results.append(
+                    await router_case(
+                        args.bootstrap,
+                        root,
+                        routes,
+                        value,
+                        args.events,
+                        args.timeout,
+                        Path(tmp),
+                        args.profile,
+                    )
+                )
     finally:
         if not args.keep_topics:
             with contextlib.suppress(Exception):  # cleanup must not hide the real error
@@ -172,10 +206,18 @@ async def run(args: argparse.Namespace) -> list[Result]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", "-n", type=int, default=2000, help="events per case")
-    parser.add_argument("--bootstrap", "-b", help="Kafka bootstrap servers [env POSTEE_KAFKA]",
-                        default=os.environ.get("POSTEE_KAFKA", "127.0.0.1:9092"))
-    parser.add_argument("--routes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1, 10, 50], help="route counts, comma separated (1,10,50)")
+    parser.add_argument(
+        "--bootstrap",
+        "-b",
+        help="Kafka bootstrap servers [env POSTEE_KAFKA]",
+        default=os.environ.get("POSTEE_KAFKA", "127.0.0.1:9092"),
+    )
+    parser.add_argument(
+        "--routes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 10, 50],
+        help="route counts, comma separated (1,10,50)",
+    )
     parser.add_argument("--sample", type=Path, default=SAMPLE, help="the event to send")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per phase")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -193,8 +235,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     results = asyncio.run(run(args))
-    meta = {"events": args.events, "bootstrap": args.bootstrap, "sample": str(args.sample),
-            "event_bytes": args.sample.stat().st_size, "partitions": PARTITIONS}
+    meta = {
+        "events": args.events,
+        "bootstrap": args.bootstrap,
+        "sample": str(args.sample),
+        "event_bytes": args.sample.stat().st_size,
+        "partitions": PARTITIONS,
+    }
     print_results(results, args.json, meta)
 
 

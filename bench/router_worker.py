@@ -1,9 +1,12 @@
 """A Faust worker running only the router agent: no ingest bridge, no action agents.
 
-Built the way `postee run` builds its worker (settings, config, compiled routes, app,
-router, topic declarer), minus the executor, so commands pile up on the action topics
-and nothing is executed. The benchmark starts it as a subprocess and stops it with
-SIGTERM (Faust's clean shutdown).
+Built the way `postee run` builds its worker (settings, the CLI's config loading and
+compilation, app, router, topic declarer, log level `info`), minus the executor, so
+commands pile up on the action topics and nothing is executed. The benchmark starts it as
+a subprocess and stops it with SIGTERM (Faust's clean shutdown).
+
+Keep `info`: at `warning` or above, Faust's worker sets the root logger to DEBUG for its
+terminal spinner, so every debug line of aiokafka and Faust becomes a LogRecord.
 
     python -m bench.router_worker CFG --bootstrap HOST:PORT --prefix PREFIX [--profile OUT]
 """
@@ -16,10 +19,9 @@ from pathlib import Path
 
 import faust
 
-from streams import config as config_module
 from streams import router
 from streams.app import create_app
-from streams.rules import RouteMatcher
+from streams.cli import _load
 from streams.settings import IngestSettings, KafkaSettings, Settings, TopicSettings
 from streams.topics import TopicDeclarer
 
@@ -28,13 +30,12 @@ def build_worker(cfg: Path, bootstrap: str, prefix: str, loglevel: str) -> faust
     settings = Settings(
         config_path=cfg,
         rego_filters_path=cfg.parent / "rego-filters",
-        kafka=KafkaSettings(bootstrap=bootstrap),
+        kafka=KafkaSettings(bootstrap=bootstrap, data_dir=cfg.parent / "faust-data"),
         topics=TopicSettings(prefix=prefix),
         ingest=IngestSettings(enabled=False),
     )
-    postee_config = config_module.load(settings.config_path, settings.rego_filters_path)
-    matcher = RouteMatcher.compile([r.as_rule() for r in postee_config.routes])
-    app = create_app(settings, postee_config, matcher)
+    postee_config, matcher, renderer = _load(settings)  # exactly what `postee run` does
+    app = create_app(settings, postee_config, matcher, renderer)
     router.install(app)
     declarer = TopicDeclarer(settings, app.postee_topics.specs())
     return faust.Worker(app, declarer, loglevel=loglevel)
@@ -45,7 +46,7 @@ def main() -> None:
     parser.add_argument("cfg", type=Path)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--prefix", required=True)
-    parser.add_argument("--loglevel", default="warning")
+    parser.add_argument("--loglevel", default="info", help="as `postee run` (see above)")
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the worker here")
     args = parser.parse_args()
     worker = build_worker(args.cfg, args.bootstrap, args.prefix, args.loglevel)

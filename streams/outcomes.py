@@ -60,7 +60,7 @@ class Publisher:
         ]
         await asyncio.gather(*pending)
 
-    async def send_dlq(
+    def dlq_for(
         self,
         raw: bytes | None,
         *,
@@ -69,7 +69,8 @@ class Publisher:
         event: faust.EventT[bytes] | None = None,
         event_id: str | None = None,
         error: str | None = None,
-    ) -> None:
+    ) -> Message:
+        """The DLQ record of a record we could not process, located by its event."""
         where: dict[str, object] = {"event_id": event_id, "error": error}
         if event is not None:
             where |= {
@@ -77,6 +78,17 @@ class Publisher:
                 "partition": event.message.partition,
                 "offset": event.message.offset,
             }
+        return self.dlq(records.DlqRecord.for_bytes(raw, stage=stage, reason=reason, **where))
+
+    async def send_dlq(
+        self,
+        raw: bytes | None,
+        *,
+        stage: str,
+        reason: str,
+        event: faust.EventT[bytes] | None = None,
+        event_id: str | None = None,
+    ) -> None:
         await self.send(
-            self.dlq(records.DlqRecord.for_bytes(raw, stage=stage, reason=reason, **where))
+            self.dlq_for(raw, stage=stage, reason=reason, event=event, event_id=event_id)
         )
