@@ -7,7 +7,12 @@ build apps with their own topic prefixes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import ProducerT
 
 from streams.config import PosteeConfig
 from streams.outcomes import Publisher
@@ -19,9 +24,21 @@ from streams.topics import Topics
 __all__ = ["PosteeApp", "create_app"]
 
 
+class IdempotentProducer(aiokafka_driver.Producer):
+    """Faust turns on Kafka's idempotent producer only inside transactions (exactly-once,
+    which we avoid: DESIGN §5). We want it always: a retried send after a lost ack must
+    not write the record twice."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {"acks": "all", "enable_idempotence": True}
+
+
 class PosteeApp(faust.App):
     """A Faust app that also carries what our agents share: settings, the config, the
     compiled routes, the topics and the publisher."""
+
+    def _new_producer(self) -> ProducerT:
+        return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
 
     settings: Settings
     config: PosteeConfig

@@ -90,3 +90,11 @@ async def test_undecodable_record_goes_to_dlq(app, sent):
     assert message.topic.get_topic_name() == "unit.dlq"
     record = json.loads(message.value)
     assert record["stage"] == "decode" and record["encoding"] == "base64"
+
+
+async def test_the_producer_is_idempotent_with_acks_all(app):
+    from streams.app import IdempotentProducer
+
+    assert isinstance(app.producer, IdempotentProducer)
+    assert app.producer._settings_extra() == {"acks": "all", "enable_idempotence": True}
+    assert app.conf.producer_acks == -1
