@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,10 @@ class HttpAction(Action):
 
     def __init__(self, *, max_response_bytes: int = 16 * 1024) -> None:
         self.max_response_bytes = max_response_bytes
+        # httpx logs every request's URL at INFO (httpcore more at DEBUG); URLs may carry
+        # secrets or event data, so keep both quiet.
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         # httpx sets TLS verification per client, so one pooled client per choice.
         self._clients: dict[bool, httpx.AsyncClient] = {}
 

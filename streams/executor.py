@@ -30,7 +30,7 @@ from actions.base import (
 from actions.docker import DockerAction
 from actions.exec import ExecAction
 from actions.http import HttpAction
-from streams import config, records
+from streams import config, records, secrets
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.ledger import CommandLedger
@@ -213,11 +213,26 @@ async def run_command(app: PosteeApp, action: Action, command: Command) -> Comma
 async def _attempt(action: Action, command: Command, attempt: int) -> _Attempt:
     if command.template_error:
         return _Attempt(ActionResult("failed", error=command.template_error))
+    try:
+        resolved = secrets.resolve(command.params)  # only now, and never published
+    except secrets.MissingSecret as exc:
+        return _Attempt(ActionResult("failed", error=str(exc)))
+    done = await _run_attempt(action, command, attempt, resolved.params)
+    result = done.result
+    scrubbed = ActionResult(
+        result.status, resolved.redact(dict(result.detail)), resolved.redact(result.error)
+    )
+    return replace(done, result=scrubbed)
+
+
+async def _run_attempt(
+    action: Action, command: Command, attempt: int, params: dict[str, Any]
+) -> _Attempt:
     request = ActionRequest(
         command_id=command.command_id,
         event_id=command.event_id,
         action=command.action,
-        params=command.params,
+        params=params,
         event=command.event,
         event_text=command.event_text,
         template=command.template,
