@@ -21,7 +21,7 @@ from streams.settings import Settings
 from streams.templates import TemplateRenderer
 from streams.topics import Topics
 
-__all__ = ["PosteeApp", "create_app"]
+__all__ = ["PosteeApp", "PosteeWorker", "create_app"]
 
 
 class IdempotentProducer(aiokafka_driver.Producer):
@@ -46,6 +46,18 @@ class PosteeApp(faust.App):
     renderer: TemplateRenderer
     postee_topics: Topics
     publisher: Publisher
+
+
+class PosteeWorker(faust.Worker):
+    """Tells its services when stopping begins (SIGTERM): Faust then waits for in-flight
+    records, and the action pool bounds that wait with its shutdown grace period."""
+
+    async def on_stop(self) -> None:
+        for service in self.services:
+            begin_shutdown = getattr(service, "begin_shutdown", None)
+            if begin_shutdown is not None:
+                begin_shutdown()
+        await super().on_stop()
 
 
 def create_app(

@@ -97,10 +97,9 @@ def run(
     no_ingest: bool,
 ) -> None:
     """Run the router, the action agents and the ingest bridge in one worker."""
-    import faust
 
     from streams import executor, ingest, plugin_agent, router
-    from streams.app import create_app
+    from streams.app import PosteeWorker, create_app
     from streams.topics import TopicDeclarer
 
     settings = _settings(config, bootstrap, topic_prefix)
@@ -119,7 +118,7 @@ def run(
     if settings.ingest.enabled:
         app.web_server(ingest.IngestBridge(app))
     declarer = TopicDeclarer(settings, app.postee_topics.specs())
-    worker = faust.Worker(app, declarer, pool, loglevel="debug" if settings.debug else "info")
+    worker = PosteeWorker(app, declarer, pool, loglevel="debug" if settings.debug else "info")
     worker.execute_from_commandline()
 
 

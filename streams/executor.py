@@ -9,6 +9,7 @@ serialized route, issue the next action's command after this one's terminal outc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -56,6 +57,13 @@ class ActionPool(Service):
         self.settings = settings
         self._stack = AsyncExitStack()
         self._actions: dict[str, Action] = {}
+        #: Set once the shutdown grace period is over: in-flight actions are then killed.
+        self.kill_switch = asyncio.Event()
+
+    def begin_shutdown(self) -> None:
+        """Called when the worker starts to stop (SIGTERM): start the grace period."""
+        grace_s = self.settings.actions.shutdown_grace_s
+        asyncio.get_running_loop().call_later(grace_s, self.kill_switch.set)
 
     async def on_start(self) -> None:
         limits = self.settings.actions
@@ -92,14 +100,18 @@ def install(app: PosteeApp, pool: ActionPool) -> None:
 def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -> Any:
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await execute_one(app, pool.get(kind), event, ledger)
+            await execute_one(app, pool.get(kind), event, ledger, pool.kill_switch)
 
     execute_commands.__name__ = execute_commands.__qualname__ = f"execute_{kind}_commands"
     return execute_commands
 
 
 async def execute_one(
-    app: PosteeApp, action: Action, event: faust.EventT[bytes], ledger: CommandLedger
+    app: PosteeApp,
+    action: Action,
+    event: faust.EventT[bytes],
+    ledger: CommandLedger,
+    kill_switch: asyncio.Event,
 ) -> None:
     publisher = app.publisher
     try:
@@ -114,7 +126,7 @@ async def execute_one(
     if entry is not None:  # started before, never finished: the worker died mid-run
         command = replace(command, attempt=int(entry["attempt"]) + 1)
     ledger.started(command.command_id, command.attempt)
-    run = await run_command(app, action, command)
+    run = await run_command(app, action, command, kill_switch)
     ledger.finished(command.command_id, run.last.status, run.last.attempt, run.last.finished_at)
     if run.exhausted:
         await publisher.send(
@@ -175,14 +187,16 @@ class CommandRun:
     exhausted: bool
 
 
-async def run_command(app: PosteeApp, action: Action, command: Command) -> CommandRun:
+async def run_command(
+    app: PosteeApp, action: Action, command: Command, kill_switch: asyncio.Event
+) -> CommandRun:
     """Run every attempt of one command, publishing each outcome."""
     max_attempts = _max_attempts(action, command)
     attempt = command.attempt
     errors: list[dict[str, Any]] = []
     while True:
         started_at, started = records.utc_now(), time.monotonic()
-        result = await _attempt(action, command, attempt)
+        result = await _attempt(action, command, attempt, kill_switch)
         final = result.retry_after_s is None or attempt >= max_attempts
         if result.result.status == "failed":
             errors.append({"attempt": attempt, "error": result.result.error})
@@ -210,14 +224,16 @@ async def run_command(app: PosteeApp, action: Action, command: Command) -> Comma
         attempt += 1
 
 
-async def _attempt(action: Action, command: Command, attempt: int) -> _Attempt:
+async def _attempt(
+    action: Action, command: Command, attempt: int, kill_switch: asyncio.Event
+) -> _Attempt:
     if command.template_error:
         return _Attempt(ActionResult("failed", error=command.template_error))
     try:
         resolved = secrets.resolve(command.params)  # only now, and never published
     except secrets.MissingSecret as exc:
         return _Attempt(ActionResult("failed", error=str(exc)))
-    done = await _run_attempt(action, command, attempt, resolved.params)
+    done = await _run_attempt(action, command, attempt, resolved.params, kill_switch)
     result = done.result
     scrubbed = ActionResult(
         result.status, resolved.redact(dict(result.detail)), resolved.redact(result.error)
@@ -226,7 +242,11 @@ async def _attempt(action: Action, command: Command, attempt: int) -> _Attempt:
 
 
 async def _run_attempt(
-    action: Action, command: Command, attempt: int, params: dict[str, Any]
+    action: Action,
+    command: Command,
+    attempt: int,
+    params: dict[str, Any],
+    kill_switch: asyncio.Event,
 ) -> _Attempt:
     request = ActionRequest(
         command_id=command.command_id,
@@ -241,8 +261,24 @@ async def _run_attempt(
         timeout_s=_timeout_s(action, command),
     )
     bound_s = request.timeout_s + OUTER_GRACE_S
+    running = asyncio.ensure_future(asyncio.wait_for(action.execute(request), bound_s))
+    # On SIGTERM Faust waits for in-flight records; the pool's kill switch bounds that
+    # wait: past the grace period the action is cancelled (exec kills its process group,
+    # docker removes its container) and the attempt is recorded as failed.
+    killed = asyncio.ensure_future(kill_switch.wait())
+    await asyncio.wait({running, killed}, return_when=asyncio.FIRST_COMPLETED)
+    killed.cancel()
+    if not running.done():
+        running.cancel()
+        with contextlib.suppress(BaseException):
+            await running
+        return _Attempt(
+            ActionResult(
+                "failed", error="worker shutting down: action killed after the grace period"
+            )
+        )
     try:
-        return _Attempt(await asyncio.wait_for(action.execute(request), bound_s))
+        return _Attempt(running.result())
     except ActionTemporaryError as exc:
         retry_after_s = exc.retry_after_s or _backoff(attempt, _backoff_base_s(command))
         return _Attempt(ActionResult("failed", exc.detail, str(exc)), retry_after_s)

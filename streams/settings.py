@@ -77,6 +77,9 @@ class ActionLimits:
     """Default run time bound of an exec action (`POSTEE_EXEC_TIMEOUT_S`)."""
     max_output_bytes: int = 16 * 1024
     """Bytes of stdout and of stderr kept in an outcome record (`POSTEE_MAX_OUTPUT_BYTES`)."""
+    shutdown_grace_s: float = 20.0
+    """On SIGTERM, how long in-flight actions may still run before they are killed and
+    recorded as failed (`POSTEE_SHUTDOWN_GRACE_S`)."""
     done_retention_s: int = 7 * DAY_S
     """How long finished command ids are remembered to skip redeliveries
     (`POSTEE_DONE_RETENTION_S`)."""
@@ -135,6 +138,9 @@ class Settings:
                 ),
                 max_output_bytes=env.positive_int(
                     "POSTEE_MAX_OUTPUT_BYTES", ActionLimits.max_output_bytes
+                ),
+                shutdown_grace_s=env.positive_float(
+                    "POSTEE_SHUTDOWN_GRACE_S", ActionLimits.shutdown_grace_s
                 ),
                 done_retention_s=env.positive_int(
                     "POSTEE_DONE_RETENTION_S", ActionLimits.done_retention_s
