@@ -143,7 +143,13 @@ def parse_json_object(raw: bytes, stage: str = "decode") -> dict[str, Any]:
     if not text.strip():
         raise EventError(stage, "empty event")
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_int64,
+            object_pairs_hook=_unique_keys,
+        )
     except json.JSONDecodeError as exc:
         raise EventError(
             stage, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -162,6 +168,28 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):  # 1e400 overflows to inf, which JSON cannot carry on
         raise ValueError(f"number {text[:40]} is out of range")
     return number
+
+
+def _int64(text: str) -> int:
+    # Beyond 64 bits, parsers disagree (floats, strings, errors): refuse rather than let
+    # the rules see another number than a downstream reader would.
+    if len(text) > 20:
+        raise ValueError(f"integer {text[:40]}... is out of the 64-bit range")
+    number = int(text)
+    if not -(2**63) <= number < 2**64:
+        raise ValueError(f"integer {text} is out of the 64-bit range")
+    return number
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A duplicate key is read as its last value here and as its first by other parsers:
+    # an alert could show one thing to the rules and another to a human. Refuse it.
+    result: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:80]!r}")
+        result[key] = item
+    return result
 
 
 def _reject_constant(name: str) -> Any:

@@ -29,6 +29,8 @@ def test_command_ids_are_deterministic_and_distinct():
         (b'{"n": NaN}', "NaN"),
         (b'{"n": -Infinity}', "Infinity"),
         (b'{"n": 1e400}', "out of range"),
+        (b'{"a": 1, "b": {"c": 1, "c": 2}}', "duplicate key 'c'"),
+        (b'{"n": 123456789012345678901234567890}', "64-bit"),
         (b'{"a":' * 5000 + b"1" + b"}" * 5000, "JSON"),
     ],
 )
