@@ -47,7 +47,7 @@ class Result:
     events: int
     seconds: float
     #: events/s; for the router (events - 1) / seconds, as the clock starts at the first
-    rate: float
+    events_per_s: float
     matched_per_event: int | None = None  #: routes matched per event (router rows only)
 
 
@@ -178,16 +178,19 @@ async def consume_all(
 
 def print_results(results: list[Result], as_json: bool, meta: dict[str, Any]) -> None:
     consume = next((r for r in results if r.name == "baseline consume"), None)
-    base = consume.rate if consume else None
+    base = consume.events_per_s if consume else None
     if as_json:
-        rows = [asdict(r) | {"vs_consume": r.rate / base if base else None} for r in results]
+        rows = [
+            asdict(r) | {"vs_consume": r.events_per_s / base if base else None} for r in results
+        ]
         print(json.dumps(meta | {"results": rows}, indent=2))
         return
     table = Table(title=f"route throughput ({meta['events']} events, {meta['bootstrap']})")
     for column in ("case", "events", "seconds", "events/s", "vs consume", "matched/event"):
         table.add_column(column, justify="left" if column == "case" else "right", no_wrap=True)
     for r in results:
-        ratio = f"{r.rate / base:.3f}" if base else "-"
+        ratio = f"{r.events_per_s / base:.3f}" if base else "-"
         matched = "-" if r.matched_per_event is None else str(r.matched_per_event)
-        table.add_row(r.name, str(r.events), f"{r.seconds:.3f}", f"{r.rate:,.0f}", ratio, matched)
+        rate = f"{r.events_per_s:,.0f}"
+        table.add_row(r.name, str(r.events), f"{r.seconds:.3f}", rate, ratio, matched)
     Console().print(table)

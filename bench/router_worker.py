@@ -1,8 +1,9 @@
 """A Faust worker running only the router agent: no ingest bridge, no action agents.
 
 Built the way `postee run` builds its worker (settings, the CLI's config loading and
-compilation, app, router, topic declarer, log level `info`), minus the executor, so
-commands pile up on the action topics and nothing is executed. The benchmark starts it as
+compilation, app, router, topic declarer, `PosteeWorker`, log level `info`), minus the
+executor and the plugin agent (the generated routes have no plugins), so commands pile up
+on the action topics and nothing is executed. The benchmark starts it as
 a subprocess and stops it with SIGTERM (Faust's clean shutdown).
 
 Keep `info`: at `warning` or above, Faust's worker sets the root logger to DEBUG for its
@@ -20,7 +21,7 @@ from pathlib import Path
 import faust
 
 from streams import router
-from streams.app import create_app
+from streams.app import PosteeWorker, create_app
 from streams.cli import _load
 from streams.settings import IngestSettings, KafkaSettings, Settings, TopicSettings
 from streams.topics import TopicDeclarer
@@ -38,7 +39,7 @@ def build_worker(cfg: Path, bootstrap: str, prefix: str, loglevel: str) -> faust
     app = create_app(settings, postee_config, matcher, renderer)
     router.install(app)
     declarer = TopicDeclarer(settings, app.postee_topics.specs())
-    return faust.Worker(app, declarer, loglevel=loglevel)
+    return PosteeWorker(app, declarer, loglevel=loglevel)
 
 
 def main() -> None:

@@ -75,6 +75,7 @@ def create_app(
         # Our own HTTP bridge is registered with `app.web_server` when ingest is on.
         web_enabled=settings.ingest.enabled,
         producer_acks=-1,  # an accepted event is on every in-sync replica
+        broker_commit_interval=settings.kafka.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication,

@@ -26,6 +26,10 @@ class KafkaSettings:
     """Bootstrap servers, comma separated (`POSTEE_KAFKA`)."""
     store: str = "memory://"
     """Faust table store (`POSTEE_STORE`); tables are rebuilt from their changelog topics."""
+    commit_interval_s: float = 0.5
+    """How often consumed offsets are committed (`POSTEE_COMMIT_INTERVAL_S`). Shorter than
+    Faust's 2.8 s default: after a crash, fewer finished records come back (their
+    commands are then skipped by the ledger, or rerun if their ledger entry was lost)."""
     data_dir: Path = Path(tempfile.gettempdir()) / "postee-streams"
     """Where Faust keeps local state, one folder per app id (`POSTEE_DATA_DIR`)."""
 
@@ -119,6 +123,9 @@ class Settings:
                 bootstrap=env.text("POSTEE_KAFKA", KafkaSettings.bootstrap),
                 store=env.text("POSTEE_STORE", KafkaSettings.store),
                 data_dir=env.path("POSTEE_DATA_DIR", KafkaSettings.data_dir),
+                commit_interval_s=env.positive_float(
+                    "POSTEE_COMMIT_INTERVAL_S", KafkaSettings.commit_interval_s
+                ),
             ),
             topics=TopicSettings(
                 prefix=env.prefix("POSTEE_TOPIC_PREFIX", TopicSettings.prefix),
