@@ -20,7 +20,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -258,8 +258,18 @@ class JsonRecord:
         return value
 
     def to_json(self) -> bytes:
-        fields = asdict(self)  # type: ignore[call-overload]
-        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(_plain(self), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _plain(value: Any) -> Any:
+    """Records (and lists of them) as dicts. Unlike `dataclasses.asdict`, it does not
+    deep-copy the event and parameter dicts inside: they are JSON already, and copying
+    each event into every command was the router's largest serialisation cost."""
+    if isinstance(value, JsonRecord):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}  # type: ignore[arg-type]
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -425,10 +435,10 @@ def decode_command(raw: bytes | None) -> Command:
 
 
 def _command_from_dict(value: Mapping[str, Any]) -> Command:
-    fields = {k: v for k, v in value.items() if k in Command.__dataclass_fields__}
-    fields["then"] = tuple(_command_from_dict(c) for c in value.get("then") or ())
-    fields["batch_event_ids"] = tuple(value.get("batch_event_ids") or ())
-    return Command(**fields)
+    known = {k: v for k, v in value.items() if k in Command.__dataclass_fields__}
+    known["then"] = tuple(_command_from_dict(c) for c in value.get("then") or ())
+    known["batch_event_ids"] = tuple(value.get("batch_event_ids") or ())
+    return Command(**known)
 
 
 def command_from_dict(value: Mapping[str, Any]) -> Command:
