@@ -35,6 +35,7 @@ from streams import config, records, secrets
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.ledger import CommandLedger
+from streams.outcomes import manual_acks
 from streams.records import Command, Outcome
 from streams.settings import ActionLimits, Settings
 
@@ -99,8 +100,10 @@ def install(app: PosteeApp, pool: ActionPool) -> None:
 
 def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -> Any:
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        manual = manual_acks(stream)  # acknowledged only once fully handled (see ack_after)
+        async for event in manual.events():
             await execute_one(app, pool.get(kind), event, ledger, pool.kill_switch)
+            await manual.ack(event)
 
     execute_commands.__name__ = execute_commands.__qualname__ = f"execute_{kind}_commands"
     return execute_commands

@@ -8,8 +8,10 @@ worker dies (at-least-once).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 
@@ -18,7 +20,9 @@ from streams.plugins import PluginRequest
 from streams.records import Command, DlqRecord, Outcome, Routed
 from streams.topics import Topics
 
-__all__ = ["Message", "Publisher"]
+__all__ = ["Message", "Publisher", "ack_after", "manual_acks"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,11 @@ class Publisher:
 
     async def send(self, *messages: Message) -> None:
         """Send in order, then wait until the broker acknowledged every one."""
-        pending = [
+        await asyncio.gather(*await self.enqueue(*messages))
+
+    async def enqueue(self, *messages: Message) -> list[Awaitable[Any]]:
+        """Hand the messages to the producer in order; the acknowledgements to await."""
+        return [
             await m.topic.send(
                 key=m.key.encode("utf-8") if m.key is not None else None,
                 value=m.value,
@@ -58,7 +66,6 @@ class Publisher:
             )
             for m in messages
         ]
-        await asyncio.gather(*pending)
 
     def dlq_for(
         self,
@@ -92,3 +99,27 @@ class Publisher:
         await self.send(
             self.dlq_for(raw, stage=stage, reason=reason, event=event, event_id=event_id)
         )
+
+
+async def ack_after(
+    stream: faust.StreamT[bytes], event: faust.EventT[bytes], sent: list[Awaitable[Any]]
+) -> None:
+    """Acknowledge a consumed record once everything it produced is on the broker.
+
+    Agents read with `stream.noack()`: Faust would otherwise acknowledge a record when
+    the agent's loop moves on, and also when an agent is cancelled mid-record at shutdown
+    (its iterator acknowledges in a `finally`), which would commit a record whose output
+    was never written. A record that is never acknowledged here comes back after a
+    restart."""
+    try:
+        await asyncio.gather(*sent)
+    except Exception:
+        log.exception("output of %s was not acknowledged; it will be redelivered", event.message.tp)
+        return
+    await stream.ack(event)
+
+
+def manual_acks(stream: faust.StreamT[bytes]) -> faust.StreamT[bytes]:
+    """The agent's stream with automatic acknowledgement off (see `ack_after`)."""
+    # noack is on faust.Stream but missing from the StreamT protocol.
+    return stream.noack()  # type: ignore[attr-defined, no-any-return]

@@ -21,7 +21,7 @@ import faust
 from streams import plugins, records
 from streams.app import PosteeApp
 from streams.errors import EventError
-from streams.outcomes import Message
+from streams.outcomes import Message, manual_acks
 from streams.plugins import PluginDecision, PluginRequest
 from streams.records import Command
 from streams.templates import TemplateError
@@ -60,8 +60,10 @@ def install(app: PosteeApp) -> PluginState:
     state = PluginState(app)
 
     async def apply_plugins(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        manual = manual_acks(stream)  # acknowledged only once fully handled (see ack_after)
+        async for event in manual.events():
             await handle(app, state, event)
+            await manual.ack(event)
 
     async def close_due_batches() -> None:
         await ask_flushes(app, state)

@@ -8,6 +8,7 @@ plugin tables (dedupe, aggregation), which need one writer per partition.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
@@ -15,7 +16,7 @@ import faust
 from streams import plugins, records, routing
 from streams.app import PosteeApp
 from streams.errors import EventError
-from streams.outcomes import Message
+from streams.outcomes import Message, ack_after, manual_acks
 from streams.records import Routed
 from streams.rules import RuleEvaluationError
 
@@ -23,20 +24,22 @@ __all__ = ["install"]
 
 log = logging.getLogger(__name__)
 
-#: Most records routed per broker round trip, and how long to wait to fill a batch.
-BATCH_MAX_RECORDS = 200
-BATCH_WAIT_S = 0.005
+#: Records routed whose output the broker has not acknowledged yet, at most.
+MAX_IN_FLIGHT = 1000
 
 
 def install(app: PosteeApp) -> None:
     async def route_events(stream: faust.StreamT[bytes]) -> None:
-        # Records are taken in small batches and their output is sent together, so one
-        # broker round trip acknowledges many records. Faust acks a batch's records only
-        # after this body returns, that is after every send was acknowledged.
-        # (take_events is on faust.Stream but missing from its StreamT protocol.)
-        batches = stream.take_events(BATCH_MAX_RECORDS, within=BATCH_WAIT_S)  # type: ignore[attr-defined]
-        async for batch in batches:
-            await app.publisher.send(*(m for event in batch for m in route_one(app, event)))
+        # Each record's output is handed to the producer at once and the record is
+        # acknowledged in the background when the broker has it: the loop never waits a
+        # round trip per record, and nothing is committed before its output is written.
+        manual = manual_acks(stream)
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        async for event in manual.events():
+            await in_flight.acquire()
+            sent = await app.publisher.enqueue(*route_one(app, event))
+            task = asyncio.ensure_future(ack_after(manual, event, sent))
+            task.add_done_callback(lambda _: in_flight.release())
 
     app.agent(app.postee_topics.router_input, name="route_events", concurrency=1)(route_events)
 

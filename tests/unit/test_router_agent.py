@@ -40,10 +40,11 @@ class ExplodingMatcher:
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[Message]:
     messages: list[Message] = []
 
-    async def capture(self: Publisher, *batch: Message) -> None:
+    async def capture(self: Publisher, *batch: Message) -> list[object]:
         messages.extend(batch)
+        return []  # nothing to wait for: the broker is not involved
 
-    monkeypatch.setattr(Publisher, "send", capture)
+    monkeypatch.setattr(Publisher, "enqueue", capture)
     return messages
 
 
