@@ -26,6 +26,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -34,6 +35,8 @@ from tests.http_sink import Sink, http_sink
 
 REPO = Path(__file__).resolve().parent.parent
 ROUTE, ACTIONS = "chaos", ("log", "ship")
+#: The worker's HTTP bridge, asked during a broker outage (it must say 503, never 202).
+BRIDGE_PORT = 18082
 
 
 class Worker:
@@ -43,7 +46,8 @@ class Worker:
             "POSTEE_KAFKA": bootstrap,
             "POSTEE_TOPIC_PREFIX": prefix,
             "POSTEE_CFG": str(config),
-            "POSTEE_INGEST": "0",
+            "POSTEE_HTTP": f"127.0.0.1:{BRIDGE_PORT}",
+            "POSTEE_PRODUCE_TIMEOUT_S": "3",
             "POSTEE_PARTITIONS": "4",
             "POSTEE_SHUTDOWN_GRACE_S": "5",
         }
@@ -198,10 +202,21 @@ async def inject(
             continue
         else:
             await kafka("stop")
+            during = await post_probe()
             await asyncio.sleep(args.outage_s)  # the outage itself: the broker stays down
             await kafka("start")
+            faults.append(f"POST during the outage: HTTP {during}")
         faults.append(f"{args.mode} at {at} terminal outcomes")
     return faults
+
+
+async def post_probe() -> int:
+    """An event posted to the bridge: its status (503 while the broker cannot write)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"http://127.0.0.1:{BRIDGE_PORT}/", json={"probe": True}, timeout=30
+        )
+        return response.status_code
 
 
 async def kafka(command: str) -> None:

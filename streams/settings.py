@@ -61,7 +61,8 @@ class IngestSettings:
     max_body_bytes: int = 1024 * 1024
     """Largest accepted request body (`POSTEE_MAX_BODY_BYTES`); larger gets 413."""
     produce_timeout_s: float = 15.0
-    """How long a request waits for the broker's ack before answering 503."""
+    """How long a request waits for the broker's ack before answering 503
+    (`POSTEE_PRODUCE_TIMEOUT_S`)."""
     body_timeout_s: float = 30.0
     """How long a client may take to send its body (`POSTEE_BODY_TIMEOUT_S`); then 408."""
     token: str | None = field(default=None, repr=False)
@@ -172,6 +173,9 @@ def _ingest(env: _Env, host: str, port: int) -> IngestSettings:
         port=port,
         max_body_bytes=env.positive_int("POSTEE_MAX_BODY_BYTES", IngestSettings.max_body_bytes),
         body_timeout_s=env.positive_float("POSTEE_BODY_TIMEOUT_S", IngestSettings.body_timeout_s),
+        produce_timeout_s=env.positive_float(
+            "POSTEE_PRODUCE_TIMEOUT_S", IngestSettings.produce_timeout_s
+        ),
         token=env.text("POSTEE_TOKEN", "") or None,
         hmac_secret=env.text("POSTEE_HMAC_SECRET", "") or None,
         https=https,
