@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from kubernetes_asyncio import client, config
@@ -42,6 +43,9 @@ async def open_client(path: Path) -> client.ApiClient:
     await config.load_kube_config(
         config_file=str(path), client_configuration=configuration, persist_config=False
     )
+    # $KUBECONFIG from the process wins over .services/env: never test on a real cluster.
+    if urlsplit(configuration.host).hostname not in ("127.0.0.1", "localhost", "::1"):
+        missing_service(f"{path} points at {configuration.host}, not the local API server")
     return client.ApiClient(configuration=configuration)
 
 

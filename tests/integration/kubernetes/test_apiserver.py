@@ -17,103 +17,32 @@ the fixture deletes what the test made and then finalizes the namespace itself.
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator
 
 import pytest
+from kubernetes_asyncio import client
 
-from tests.conftest import missing_service, service_env, services_required
+from tests import kube_support
+from tests.kube_support import eventually, status_of
 
-if not services_required():  # in CI a missing client fails the run instead
-    pytest.importorskip("kubernetes_asyncio", reason="kubernetes-asyncio is not installed")
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
-
-DEADLINE_S = 30.0
 IMAGE = "docker.io/library/busybox:1.36"
 
 
-def kubeconfig(var: str) -> Path:
-    value = service_env().get(var)
-    if not value:
-        missing_service(f"{var} is not set: run `make services` (scripts/services up) first")
-    assert value is not None
-    path = Path(value)
-    if not path.is_file():
-        missing_service(f"{var} names {path}, which does not exist: run `make services` first")
-    return path
-
-
 async def open_client(var: str) -> client.ApiClient:
-    configuration = client.Configuration()
-    await config.load_kube_config(
-        config_file=str(kubeconfig(var)), client_configuration=configuration
-    )
-    # $KUBECONFIG from the process wins over .services/env: never test on a real cluster.
-    if urlsplit(configuration.host).hostname not in ("127.0.0.1", "localhost", "::1"):
-        missing_service(f"{var} points at {configuration.host}, not the local API server")
-    return client.ApiClient(configuration=configuration)
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    """Poll `check` until it returns a truthy value, against a deadline."""
-    end = time.monotonic() + DEADLINE_S
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {DEADLINE_S}s: {what}")
-        await asyncio.sleep(0.2)
-
-
-async def status_of(call: Awaitable[Any]) -> int:
-    """HTTP status of an API call: 200 when it succeeds, else the ApiException's."""
-    try:
-        await call
-    except ApiException as exc:
-        return int(exc.status)
-    return 200
+    return await kube_support.open_client(kube_support.kubeconfig(var))
 
 
 @pytest.fixture
 async def admin() -> AsyncIterator[client.ApiClient]:
-    api = await open_client("KUBECONFIG")
-    try:
-        await client.VersionApi(api).get_code()
-    except Exception as exc:
-        await api.close()
-        missing_service(f"no API server answers for $KUBECONFIG ({exc!r}): run `make services`")
+    api = await kube_support.open_admin()
     yield api
     await api.close()
 
 
 @pytest.fixture
 async def namespace(admin: client.ApiClient) -> AsyncIterator[str]:
-    core = client.CoreV1Api(admin)
-    name = f"postee-test-{uuid.uuid4().hex[:8]}"
-    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    # No namespace controller: empty the namespace, then drop its finalizer ourselves.
-    await client.AppsV1Api(admin).delete_collection_namespaced_deployment(name)
-    await core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
-    await core.delete_namespace(name)
-    await core.replace_namespace_finalize(
-        name,
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name), spec=client.V1NamespaceSpec(finalizers=[])
-        ),
-    )
-
-    async def gone() -> bool:
-        return await status_of(core.read_namespace(name)) == 404
-
-    await eventually(gone, f"namespace {name} is deleted")
+    async with kube_support.fresh_namespace(admin) as name:
+        yield name
 
 
 def pod(name: str, node: str | None = None, labels: dict[str, str] | None = None) -> client.V1Pod:
