@@ -116,6 +116,25 @@ class Worker:
     prefix: str
     base_url: str
     log_path: Path
+    bootstrap: str
+    config: Path
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `postee ARGS` against this worker's broker, prefix and config."""
+        env = {
+            **os.environ,
+            "POSTEE_KAFKA": self.bootstrap,
+            "POSTEE_TOPIC_PREFIX": self.prefix,
+            "POSTEE_CFG": str(self.config),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "streams", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def topic(self, suffix: str) -> str:
         return f"{self.prefix}.{suffix}"
@@ -161,7 +180,7 @@ def start_worker(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    worker = Worker(process, prefix, f"http://127.0.0.1:{port}", log_path)
+    worker = Worker(process, prefix, f"http://127.0.0.1:{port}", log_path, bootstrap, config)
     _wait_healthy(worker)
     return worker
 

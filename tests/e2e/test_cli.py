@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.kafka_support import REPO, Worker, start_worker, value
+from tests.kafka_support import Worker, start_worker, value
 
 pytestmark = pytest.mark.kafka
 
@@ -38,23 +35,11 @@ def worker(bootstrap: str, module_tmp: Path, log_dir: Path) -> Iterator[Worker]:
     handle.stop()
 
 
-def postee(worker: Worker, bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POSTEE_KAFKA": bootstrap, "POSTEE_TOPIC_PREFIX": worker.prefix}
-    return subprocess.run(
-        [sys.executable, "-m", "streams", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_send_produces_each_file_and_tail_prints_outcomes(
     worker, bootstrap, samples, reader_factory
 ):
     files = sorted((samples / "tracee").glob("*.json"))
-    sent = postee(worker, bootstrap, "send", *map(str, files))
+    sent = worker.cli("send", *map(str, files))
     assert sent.returncode == 0, sent.stderr
     ids = [line.split("\t")[0] for line in sent.stdout.splitlines()]
     assert len(ids) == len(files) == 3
@@ -65,9 +50,7 @@ async def test_send_produces_each_file_and_tail_prints_outcomes(
     )
     assert {value(m)["detail"]["stdout"].strip() for m in finished} == set(ids)
 
-    tailed = postee(
-        worker, bootstrap, "tail", "outcomes", "--from-beginning", "--json", "--idle-timeout", "3"
-    )
+    tailed = worker.cli("tail", "outcomes", "--from-beginning", "--json", "--idle-timeout", "3")
     assert tailed.returncode == 0, tailed.stderr
     printed = [json.loads(line) for line in tailed.stdout.splitlines()]
     assert {r["value"]["event_id"] for r in printed if r["value"]["kind"] == "outcome"} >= set(ids)
@@ -76,5 +59,5 @@ async def test_send_produces_each_file_and_tail_prints_outcomes(
 def test_send_refuses_a_file_that_is_not_an_object(worker, bootstrap, tmp_path):
     bad = tmp_path / "list.json"
     bad.write_text("[1, 2]")
-    result = postee(worker, bootstrap, "send", str(bad))
+    result = worker.cli("send", str(bad))
     assert result.returncode != 0 and "JSON object" in result.stderr

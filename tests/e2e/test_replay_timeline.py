@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
@@ -16,7 +13,7 @@ import httpx
 import pytest
 
 from tests.http_sink import Sink, http_sink
-from tests.kafka_support import REPO, Worker, start_worker, unique_prefix, value
+from tests.kafka_support import Worker, start_worker, unique_prefix, value
 
 pytestmark = pytest.mark.kafka
 
@@ -49,26 +46,6 @@ def config(directory: Path, name: str, limit: int, sink_url: str = "http://127.0
     """)
     )
     return path
-
-
-def postee(worker: Worker, bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "POSTEE_KAFKA": bootstrap,
-        "POSTEE_TOPIC_PREFIX": worker.prefix,
-        "POSTEE_CFG": str(worker_config[worker.prefix]),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "streams", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-worker_config: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +89,9 @@ async def test_replay_dry_run_then_execute_with_changed_routes(
     # The route now takes n < 30; a new worker with the new config runs the replay.
     second_config = config(module_tmp, "v2.yaml", 30)
     worker = start_worker(bootstrap, second_config, log_dir, "replay", prefix=prefix)
-    worker_config[prefix] = second_config
     try:
         window = ["--from", window_start.isoformat(), "--to", window_end.isoformat()]
-        dry = postee(worker, bootstrap, "replay", *window)
+        dry = worker.cli("replay", *window)
         assert dry.returncode == 0, dry.stderr + dry.stdout
         assert "50 replayed" in dry.stdout and "commands issued: 30" in dry.stdout
         dry_runs = await outcomes.wait_for(kind_is("outcome", status="dry_run"), count=30)
@@ -124,7 +100,7 @@ async def test_replay_dry_run_then_execute_with_changed_routes(
         assert not original_ids & {value(m)["command_id"] for m in dry_runs}
         assert all(value(m)["replay_id"] for m in dry_runs)
 
-        executed = postee(worker, bootstrap, "replay", *window, "--route", "low", "--execute")
+        executed = worker.cli("replay", *window, "--route", "low", "--execute")
         assert executed.returncode == 0, executed.stderr + executed.stdout
         assert "30 replayed" in executed.stdout  # --route keeps what the route matches
         runs = await outcomes.wait_for(
@@ -146,7 +122,6 @@ async def test_replay_dry_run_then_execute_with_changed_routes(
 async def test_replay_picks_exactly_the_window(bootstrap, log_dir, module_tmp, reader_factory):
     cfg = config(module_tmp, "window.yaml", 0)
     worker = start_worker(bootstrap, cfg, log_dir, "window")
-    worker_config[worker.prefix] = cfg
     try:
         groups = [[post(worker, {"n": 100, "g": g, "i": i}) for i in range(5)] for g in range(3)]
         events = await reader_factory(worker.topic("events"))
@@ -162,7 +137,7 @@ async def test_replay_picks_exactly_the_window(bootstrap, log_dir, module_tmp, r
             datetime.fromtimestamp(t / 1000, UTC).isoformat(timespec="milliseconds")
             for t in (start, end)
         ]
-        result = postee(worker, bootstrap, "replay", "--from", iso[0], "--to", iso[1])
+        result = worker.cli("replay", "--from", iso[0], "--to", iso[1])
         assert result.returncode == 0, result.stderr + result.stdout
         replays = await reader_factory(worker.topic("replay"))
         replayed = await replays.wait_for(lambda m: True, count=5)
@@ -177,14 +152,13 @@ async def test_timeline_of_an_event_with_two_actions_one_retried(
 ):
     cfg = config(module_tmp, "story.yaml", 0, sink.base_url)
     worker = start_worker(bootstrap, cfg, log_dir, "story")
-    worker_config[worker.prefix] = cfg
     try:
         sink.script["/story"] = [503]
         event_id = post(worker, {"n": 100, "story": True})
         await sink.wait_for("/story", count=2)
         end = datetime.now(UTC).timestamp() + 45
         while True:  # the last outcome may land just after the sink's second answer
-            result = postee(worker, bootstrap, "timeline", event_id, "--json")
+            result = worker.cli("timeline", event_id, "--json")
             entries = [json.loads(line) for line in result.stdout.splitlines()]
             if (
                 sum(e["kind"] == "outcome" for e in entries) >= 3
@@ -212,15 +186,13 @@ async def test_timeline_of_an_event_with_two_actions_one_retried(
         assert ("outcome", "append", 1, "succeeded") in steps
         times = [e["at"] for e in entries]
         assert times == sorted(times)
-        table = postee(worker, bootstrap, "timeline", event_id)
+        table = worker.cli("timeline", event_id)
         assert "routes: story" in table.stdout and "notify attempt 2: succeeded" in table.stdout
 
-        unknown = postee(worker, bootstrap, "timeline", uuid.uuid4().hex)
+        unknown = worker.cli("timeline", uuid.uuid4().hex)
         assert unknown.returncode != 0 and "no record of event" in unknown.stderr
 
-        window = postee(
-            worker, bootstrap, "timeline", "--since", "10m", "--json", "--route", "story"
-        )
+        window = worker.cli("timeline", "--since", "10m", "--json", "--route", "story")
         rows = [json.loads(line) for line in window.stdout.splitlines()]
         assert [r["event_id"] for r in rows] == [event_id]
         assert rows[0]["outcomes"] == {"succeeded": 2} and rows[0]["commands"] == 2
