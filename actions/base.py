@@ -25,6 +25,7 @@ __all__ = [
     "ActionRequest",
     "ActionResult",
     "ActionTemporaryError",
+    "exit_result",
     "truncate",
 ]
 
@@ -107,6 +108,18 @@ class Action:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def exit_result(
+    detail: Mapping[str, Any], exit_code: int | None, timeout_note: str | None, subject: str
+) -> ActionResult:
+    """The result of a finished process or container: failed when it was killed at its
+    timeout or exited non-zero (a result, not an error: it is not retried)."""
+    if timeout_note:
+        return ActionResult("failed", detail, timeout_note)
+    if exit_code != 0:
+        return ActionResult("failed", detail, f"{subject} exited with code {exit_code}")
+    return ActionResult("succeeded", detail)
 
 
 def truncate(data: bytes, limit: int) -> tuple[str, bool]:

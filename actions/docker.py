@@ -36,6 +36,7 @@ from actions.base import (
     ActionRequest,
     ActionResult,
     ActionTemporaryError,
+    exit_result,
     truncate,
 )
 from actions.substitution import substitute
@@ -179,13 +180,8 @@ class DockerAction(Action):
             "timed_out": timed_out,
             "pulled": pulled,
         }
-        if timed_out:
-            return ActionResult(
-                "failed", detail, f"timed out after {request.timeout_s:g}s; container killed"
-            )
-        if exit_code != 0:
-            return ActionResult("failed", detail, f"container exited with code {exit_code}")
-        return ActionResult("succeeded", detail)
+        note = f"timed out after {request.timeout_s:g}s; container killed" if timed_out else None
+        return exit_result(detail, exit_code, note, "container")
 
 
 async def _delete(container: Any) -> None:

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actions.base import Action, ActionPermanentError, ActionRequest, ActionResult, truncate
+from actions.base import (
+    Action,
+    ActionPermanentError,
+    ActionRequest,
+    ActionResult,
+    exit_result,
+    truncate,
+)
 
 __all__ = ["ExecAction"]
 
@@ -184,10 +191,5 @@ def _result(
         "stderr_truncated": err_cut or stderr.total_bytes > len(stderr.data),
         "timed_out": timed_out,
     }
-    if timed_out:
-        return ActionResult(
-            "failed", detail, f"timed out after {timeout_s:g}s; process group killed"
-        )
-    if exit_code != 0:
-        return ActionResult("failed", detail, f"script exited with code {exit_code}")
-    return ActionResult("succeeded", detail)
+    note = f"timed out after {timeout_s:g}s; process group killed" if timed_out else None
+    return exit_result(detail, exit_code, note, "script")

@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import missing_service, service_env
 from tests.integration.docker.conftest import engine_host, test_image  # noqa: F401 - fixtures
+from tests.integration.kubernetes.conftest import admin, namespace  # noqa: F401 - fixtures
 from tests.kafka_support import TopicReader, broker_reachable, open_reader
 
 

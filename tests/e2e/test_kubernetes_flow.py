@@ -8,7 +8,6 @@ the scanned ReplicaSet; a Trivy image report removes the image (scale to zero, d
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,11 @@ from kubernetes_asyncio import client
 
 from streams.records import schema_errors
 from tests.kafka_support import REPO, start_worker, value
-from tests.kube_support import Objects, fresh_namespace, kubeconfig, open_admin
+from tests.kube_support import Objects, kubeconfig
 
 pytestmark = pytest.mark.kafka
 
 VULNERABLE = "nginx:1.16"
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[client.ApiClient]:
-    api = await open_admin()
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-async def namespace(admin: client.ApiClient) -> AsyncIterator[str]:
-    async with fresh_namespace(admin) as name:
-        yield name
 
 
 def examples_config(tmp_path: Path, namespace: str) -> Path:

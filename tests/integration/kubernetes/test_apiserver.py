@@ -17,9 +17,6 @@ the fixture deletes what the test made and then finalizes the namespace itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from kubernetes_asyncio import client
 
 from tests import kube_support
@@ -30,19 +27,6 @@ IMAGE = "docker.io/library/busybox:1.36"
 
 async def open_client(var: str) -> client.ApiClient:
     return await kube_support.open_client(kube_support.kubeconfig(var))
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[client.ApiClient]:
-    api = await kube_support.open_admin()
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-async def namespace(admin: client.ApiClient) -> AsyncIterator[str]:
-    async with kube_support.fresh_namespace(admin) as name:
-        yield name
 
 
 def pod(name: str, node: str | None = None, labels: dict[str, str] | None = None) -> client.V1Pod:

@@ -22,28 +22,13 @@ from tests.conftest import SAMPLES
 from tests.kube_support import (
     Objects,
     eventually,
-    fresh_namespace,
     granted,
     kubeconfig,
-    open_admin,
     open_client,
     status_of,
 )
 
 VULNERABLE = "nginx:1.16"  # what the trivy-operator sample reports (index.docker.io)
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[client.ApiClient]:
-    api = await open_admin()
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-async def namespace(admin: client.ApiClient) -> AsyncIterator[str]:
-    async with fresh_namespace(admin) as name:
-        yield name
 
 
 @pytest.fixture
