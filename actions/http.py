@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -93,6 +94,15 @@ class HttpAction(Action):
             raise ActionTemporaryError(
                 f"timed out after {request.timeout_s:g}s: {type(exc).__name__}",
                 detail=call.summary(),
+            ) from None
+        except httpx.ConnectError as exc:
+            if _caused_by_tls(exc):
+                # A certificate that does not verify will not verify on retry either.
+                raise ActionPermanentError(
+                    f"TLS verification failed: {exc}", detail=call.summary()
+                ) from None
+            raise ActionTemporaryError(
+                f"connection failed: {type(exc).__name__}: {exc}", detail=call.summary()
             ) from None
         except httpx.TransportError as exc:
             raise ActionTemporaryError(
@@ -195,6 +205,16 @@ def _body(params: Mapping[str, Any], event: Mapping[str, Any]) -> tuple[bytes, l
         content = substitute(str(params["body-content"]), event)
         return content.text.encode("utf-8"), content.unresolved
     return b"", []
+
+
+def _caused_by_tls(exc: BaseException) -> bool:
+    """Whether an SSL error is somewhere in the exception's chain (httpx wraps httpcore's)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _judge(response: httpx.Response, detail: dict[str, Any]) -> ActionResult:

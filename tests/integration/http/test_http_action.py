@@ -176,3 +176,54 @@ async def test_response_excerpt_is_bounded(sink):
     async with HttpAction(max_response_bytes=5) as small:
         result = await small.execute(request({"url": sink.base_url + "/r"}))
     assert result.detail["response_excerpt"] == "answe" and result.detail["response_truncated"]
+
+
+async def test_tls_is_verified_unless_the_action_says_not(tmp_path: Path):
+    import ssl
+    import subprocess
+
+    from aiohttp import web
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text="tls ok")
+
+    app = web.Application()
+    app.router.add_post("/", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}/"
+    try:
+        async with HttpAction() as action:
+            with pytest.raises(ActionPermanentError, match="TLS verification failed"):
+                await action.execute(request({"url": url}))
+            result = await action.execute(request({"url": url, "tls-verify": False}))
+        assert result.status == "succeeded" and result.detail["response_excerpt"] == "tls ok"
+    finally:
+        await runner.cleanup()
