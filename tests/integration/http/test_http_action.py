@@ -209,6 +209,7 @@ async def test_tls_is_verified_unless_the_action_says_not(tmp_path: Path):
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+
     async def answer(request: web.Request) -> web.Response:
         return web.Response(text="tls ok")
 
