@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def service_env() -> dict[str, str]:
 def missing_service(reason: str) -> None:
     if services_required():
         pytest.fail(f"required service unavailable: {reason}", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason)  # only without POSTEE_REQUIRE_SERVICES=1: CI fails above instead
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +44,34 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("POSTEE_") and name not in ("POSTEE_REQUIRE_SERVICES", "POSTEE_KAFKA"):
             monkeypatch.delenv(name)
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, made with openssl, for HTTPS tests."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import ssl
-import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import self_signed_cert
 from tests.kafka_support import Worker, free_port, start_worker
 
 pytestmark = pytest.mark.kafka
@@ -25,30 +25,7 @@ SECRET = "hmac-secret-for-tests"
 
 @pytest.fixture(scope="module")
 def tls(module_tmp: Path) -> tuple[Path, Path]:
-    cert, key = module_tmp / "cert.pem", module_tmp / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed_cert(module_tmp)
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ missing tool is a failure, not a silent skip.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.conftest import missing_service
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -26,13 +26,11 @@ KAFKA_SERVICE = "kafka"
 def docker_compose() -> str:
     path = shutil.which("docker-compose")
     if path is None:
-        reason = (
+        missing_service(
             "docker-compose is not installed (Debian: `apt-get install docker-compose`, "
             "or run scripts/install)"
         )
-        if os.environ.get("POSTEE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"POSTEE_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
-        pytest.skip(reason)
+    assert path is not None
     return path
 
 

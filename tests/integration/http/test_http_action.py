@@ -11,6 +11,7 @@ import pytest
 
 from actions.base import ActionPermanentError, ActionRequest, ActionTemporaryError
 from actions.http import HttpAction
+from tests.conftest import self_signed_cert
 from tests.http_sink import Sink, http_sink
 
 EVENT = {
@@ -180,33 +181,10 @@ async def test_response_excerpt_is_bounded(sink):
 
 async def test_tls_is_verified_unless_the_action_says_not(tmp_path: Path):
     import ssl
-    import subprocess
 
     from aiohttp import web
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
 
