@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -104,7 +105,7 @@ async def _dedupe(app: PosteeApp, state: PluginState, request: PluginRequest) ->
     if passes:
         state.first_seen[request.key] = {
             "at_ms": request.at_ms,
-            "first_seen": _iso(request.at_ms),
+            "first_seen": records.iso(datetime.fromtimestamp(request.at_ms / 1000, UTC)),
             "event_id": request.event_id,
         }
         messages += _forward(app, request)
@@ -188,13 +189,3 @@ async def ask_flushes(app: PosteeApp, state: PluginState) -> None:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _iso(ms: int) -> str:
-    from datetime import UTC, datetime
-
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )

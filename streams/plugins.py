@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from actions.substitution import lookup
@@ -193,8 +194,6 @@ def event_time_ms(event: IncomingEvent, fallback_ms: int) -> int:
     """The event's arrival time from its header, else the record's own timestamp."""
     if event.received_at:
         try:
-            from datetime import datetime
-
             return int(
                 datetime.fromisoformat(event.received_at.replace("Z", "+00:00")).timestamp() * 1000
             )

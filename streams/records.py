@@ -47,6 +47,7 @@ __all__ = [
     "decode_command",
     "decode_event",
     "event_headers",
+    "iso",
     "new_event_id",
     "parse_json_object",
     "utc_now",
@@ -74,7 +75,12 @@ Status = Literal["succeeded", "failed", "dry_run", "skipped"]
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
+
+
+def iso(moment: datetime) -> str:
+    """Our timestamp format: ISO 8601, UTC, milliseconds, `Z`."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_event_id() -> str:
