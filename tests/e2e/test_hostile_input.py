@@ -49,8 +49,11 @@ def worker(bootstrap: str, module_tmp: Path, log_dir: Path) -> Iterator[Worker]:
     handle.stop()
 
 
+MAX_BODY_BYTES = 1024 * 1024
+
+
 def expected_status(body: bytes) -> set[int]:
-    if len(body) > 1024 * 1024:
+    if len(body) > MAX_BODY_BYTES:
         return {413}
     try:
         records.parse_json_object(body)
@@ -70,7 +73,14 @@ def expected_status(body: bytes) -> set[int]:
 )
 @given(body=hostile_bodies)
 def test_the_bridge_answers_every_body(worker, body):
-    response = httpx.post(worker.base_url + "/", content=body, timeout=30)
+    try:
+        response = httpx.post(worker.base_url + "/", content=bytes(body), timeout=30)
+    except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError):
+        # Over the limit, the bridge answers 413 from Content-Length and closes without
+        # reading the body; a client still writing may see the close before the answer.
+        assert len(body) > MAX_BODY_BYTES
+        assert worker.process.poll() is None
+        return
     assert response.status_code in expected_status(body), response.text
     if response.status_code != 202:
         assert response.json()["error"]
