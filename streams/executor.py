@@ -120,7 +120,9 @@ async def execute_one(
     try:
         command = records.decode_command(event.value)
     except EventError as exc:
-        await publisher.send_dlq(event.value, stage=exc.stage, reason=exc.reason, event=event)
+        await publisher.send(
+            publisher.dlq_for(event.value, stage=exc.stage, reason=exc.reason, event=event)
+        )
         return
     entry = ledger.lookup(command.command_id)
     if entry is not None and entry["state"] == "finished":
@@ -133,18 +135,14 @@ async def execute_one(
     ledger.finished(command.command_id, run.last.status, run.last.attempt, run.last.finished_at)
     if run.exhausted:
         await publisher.send(
-            publisher.dlq(
-                records.DlqRecord.for_bytes(
-                    command.to_json(),
-                    stage="execute",
-                    reason=f"attempts exhausted: {run.last.error}",
-                    topic=event.message.topic,
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    event_id=command.event_id,
-                    error=run.last.error,
-                    attempts=run.errors,
-                )
+            publisher.dlq_for(
+                command.to_json(),
+                stage="execute",
+                reason=f"attempts exhausted: {run.last.error}",
+                event=event,
+                event_id=command.event_id,
+                error=run.last.error,
+                attempts=run.errors,
             )
         )
     if command.then:

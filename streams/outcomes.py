@@ -76,9 +76,14 @@ class Publisher:
         event: faust.EventT[bytes] | None = None,
         event_id: str | None = None,
         error: str | None = None,
+        attempts: list[dict[str, Any]] | None = None,
     ) -> Message:
         """The DLQ record of a record we could not process, located by its event."""
-        where: dict[str, object] = {"event_id": event_id, "error": error}
+        where: dict[str, object] = {
+            "event_id": event_id,
+            "error": error,
+            "attempts": attempts or [],
+        }
         if event is not None:
             where |= {
                 "topic": event.message.topic,
@@ -86,19 +91,6 @@ class Publisher:
                 "offset": event.message.offset,
             }
         return self.dlq(records.DlqRecord.for_bytes(raw, stage=stage, reason=reason, **where))
-
-    async def send_dlq(
-        self,
-        raw: bytes | None,
-        *,
-        stage: str,
-        reason: str,
-        event: faust.EventT[bytes] | None = None,
-        event_id: str | None = None,
-    ) -> None:
-        await self.send(
-            self.dlq_for(raw, stage=stage, reason=reason, event=event, event_id=event_id)
-        )
 
 
 async def ack_after(

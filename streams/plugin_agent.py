@@ -78,7 +78,10 @@ async def handle(app: PosteeApp, state: PluginState, event: faust.EventT[bytes])
     try:
         request = plugins.decode_request(event.value)
     except EventError as exc:
-        await app.publisher.send_dlq(event.value, stage=exc.stage, reason=exc.reason, event=event)
+        publisher = app.publisher
+        await publisher.send(
+            publisher.dlq_for(event.value, stage=exc.stage, reason=exc.reason, event=event)
+        )
         return
     if request.kind == "dedupe":
         await _dedupe(app, state, request)

@@ -8,11 +8,23 @@ turn all of them into `EngineFailure(text)`, and silence the engine's own printi
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import regopy
 
-__all__ = ["EngineFailure", "build", "new_interpreter", "node_text", "query", "set_input"]
+__all__ = [
+    "Encoded",
+    "EngineFailure",
+    "OneThread",
+    "build",
+    "encode",
+    "new_interpreter",
+    "node_text",
+    "query",
+    "set_input",
+]
 
 
 class EngineFailure(Exception):
@@ -26,12 +38,42 @@ def new_interpreter() -> regopy.Interpreter:
     return interpreter
 
 
+class OneThread:
+    """regopy interpreters are not thread-safe: fail loudly on a second thread instead of
+    corrupting the interpreter. The owner is the first thread that enters."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._owner: int | None = None
+
+    def enter(self) -> None:
+        caller = threading.get_ident()
+        if self._owner is None:
+            self._owner = caller
+        elif self._owner != caller:
+            raise RuntimeError(f"{self.what} used from a second thread; use one per thread")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A document already turned into the engine's input text, so that routes and
+    templates evaluating one event encode it once."""
+
+    text: str
+
+
+def encode(document: object) -> Encoded:
+    """JSON text, non-ASCII kept as is (so the engine's lengths count characters).
+    regopy's `set_input(dict)` hands strings over unescaped, so quotes, backslashes and
+    control characters in an event would break comparisons and outputs; JSON text is
+    parsed by the engine itself."""
+    return Encoded(json.dumps(document, ensure_ascii=False, separators=(",", ":")))
+
+
 def set_input(interpreter: regopy.Interpreter, document: object) -> None:
-    """Give the engine its `input` as JSON text. regopy's `set_input(dict)` hands strings
-    over unescaped, so quotes, backslashes and control characters in an event would break
-    comparisons and outputs; JSON text (non-ASCII kept as is, so lengths count characters)
-    is parsed by the engine itself."""
-    interpreter.set_input_term(json.dumps(document, ensure_ascii=False, separators=(",", ":")))
+    """Give the engine its `input` (a document, or one `encode`d already)."""
+    encoded = document if isinstance(document, Encoded) else encode(document)
+    interpreter.set_input_term(encoded.text)
 
 
 def build(modules: Sequence[tuple[str, str]], entrypoints: Sequence[str]) -> regopy.Bundle:

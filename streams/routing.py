@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from streams import records
+from streams import records, rego
 from streams.config import PosteeConfig, Route
 from streams.plugins import PluginRequest, aggregation_requests, dedupe_key
 from streams.records import Command, CommandRef, IncomingEvent, Routed
@@ -40,7 +40,8 @@ def decide(
 
     Raises `rules.RuleEvaluationError` when the engine cannot evaluate the event.
     """
-    matched = matcher.evaluate(event.payload, only=event.only_route)
+    encoded = rego.encode(event.payload)  # once for the routes and every template
+    matched = matcher.evaluate(event.payload, only=event.only_route, encoded=encoded)
     routes = [r for r in config.routes if r.name in matched]
     now = records.utc_now()
     commands: list[Command] = []
@@ -49,7 +50,8 @@ def decide(
     skipped: list[dict[str, str]] = []
     notes: list[dict[str, str]] = []
     for route in routes:
-        chain = _route_commands(event, route, config, now, _render(route, event, renderer))
+        rendered = _render(route, event, renderer, encoded)
+        chain = _route_commands(event, route, config, now, rendered)
         skipped += [
             {"route": route.name, "reason": f"action '{name}' is not enabled"}
             for name in route.actions
@@ -123,7 +125,7 @@ def _plugins(
 
 
 def _render(
-    route: Route, event: IncomingEvent, renderer: TemplateRenderer | None
+    route: Route, event: IncomingEvent, renderer: TemplateRenderer | None, encoded: rego.Encoded
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The route's rendered template, or why it could not render (once per route)."""
     if route.template is None:
@@ -131,7 +133,7 @@ def _render(
     if renderer is None:
         return None, f"template '{route.template}': no templates were compiled"
     try:
-        return dict(renderer.render(route.template, event.payload).as_dict()), None
+        return dict(renderer.render(route.template, event.payload, encoded).as_dict()), None
     except TemplateError as exc:
         return None, str(exc)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +239,7 @@ class RouteMatcher:
         self._match_all = frozenset(names[i] for i, modules in routes.items() if not modules)
         self._rego = {f"r{i}": i for i, modules in routes.items() if modules}
         self._engine: tuple[regopy.Interpreter, regopy.Bundle] | None = None
-        self._owner: int | None = None
+        self._thread = rego.OneThread("RouteMatcher")
         if self._rego:
             indexes = list(self._rego.values())
             # A helper library shared by several routes goes in once (same text, same module).
@@ -276,7 +275,9 @@ class RouteMatcher:
     def route_names(self) -> tuple[str, ...]:
         return self._names
 
-    def evaluate(self, event: object, only: str | None = None) -> frozenset[str]:
+    def evaluate(
+        self, event: object, only: str | None = None, encoded: rego.Encoded | None = None
+    ) -> frozenset[str]:
         """Names of the routes matching `event`; with `only`, of that route alone.
 
         Raises KeyError for an unknown `only`, RuleEvaluationError when the event is too
@@ -291,9 +292,9 @@ class RouteMatcher:
         if self._engine is None or (only is not None and matched):
             return matched
         runner, bundle = self._engine
-        self._enter()
+        self._thread.enter()
         try:
-            rego.set_input(runner, event)
+            rego.set_input(runner, encoded or event)
         except (regopy.RegoError, ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise RuleEvaluationError(f"event cannot be converted for the engine: {exc}") from None
         if only is not None:
@@ -320,14 +321,6 @@ class RouteMatcher:
             reason = f"route(s) {', '.join(map(repr, failed))} failed: {'; '.join(reasons)}"
             raise RuleEvaluationError(reason, tuple(failed), matched)
         return matched
-
-    def _enter(self) -> None:
-        # regopy interpreters are not thread-safe; fail loudly instead of corrupting.
-        caller = threading.get_ident()
-        if self._owner is None:
-            self._owner = caller
-        elif self._owner != caller:
-            raise RuntimeError("RouteMatcher used from a second thread; use one per thread")
 
 
 def _allow(index: int) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +69,7 @@ class TemplateRenderer:
         self._index = {name: i for i, name in enumerate(sources)}
         self._aggregates: dict[str, bool] = {}
         self._engine: tuple[regopy.Interpreter, regopy.Bundle] | None = None
-        self._owner: int | None = None
+        self._thread = rego.OneThread("TemplateRenderer")
         if sources:
             modules = {m for s in sources.values() for m in s.modules}
             modules |= {_gather(f"t{i}", s.package) for i, s in enumerate(sources.values())}
@@ -111,8 +110,11 @@ class TemplateRenderer:
             sources[name] = source
         return cls(sources)
 
-    def render(self, name: str, event: Mapping[str, object]) -> Rendered:
-        return self._render(name, f"t{self._index.get(name)}", event)
+    def render(
+        self, name: str, event: Mapping[str, object], encoded: rego.Encoded | None = None
+    ) -> Rendered:
+        """Render one event; `encoded`, when given, is that event already encoded."""
+        return self._render(name, f"t{self._index.get(name)}", encoded or event)
 
     def render_batch(self, name: str, messages: Sequence[Mapping[str, Any]]) -> Rendered | None:
         """A batch through the template's aggregation package; None when it has none."""
@@ -123,7 +125,7 @@ class TemplateRenderer:
     def _render(self, name: str, slot: str, document: object) -> Rendered:
         if name not in self._index or self._engine is None:
             raise TemplateError(name, "is not defined")
-        self._enter()
+        self._thread.enter()
         runner, bundle = self._engine
         prefix = f"postee_render/{slot}"
         try:
@@ -139,13 +141,6 @@ class TemplateRenderer:
                 name, f"the package gives no {' and no '.join(missing)} for this event"
             )
         return Rendered(_text(title), _text(result), _text(url) if url is not None else None)
-
-    def _enter(self) -> None:
-        caller = threading.get_ident()
-        if self._owner is None:
-            self._owner = caller
-        elif self._owner != caller:
-            raise RuntimeError("TemplateRenderer used from a second thread; use one per thread")
 
 
 def _text(value: object) -> str:

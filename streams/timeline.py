@@ -152,14 +152,11 @@ async def _read(
 
 
 def _kind(topic: str, record: ConsumerRecord[bytes, bytes]) -> str:
-    suffix = topic.rsplit(".", 2)
-    if topic.endswith(".events"):
-        return "received"
-    if topic.endswith(".replay"):
-        return "replayed"
-    if topic.endswith(".dlq"):
-        return "dlq"
-    if len(suffix) >= 2 and suffix[-2] == "actions":
+    suffixes = {".events": "received", ".replay": "replayed", ".dlq": "dlq"}
+    for suffix, kind in suffixes.items():
+        if topic.endswith(suffix):
+            return kind
+    if topic.rsplit(".", 2)[-2:-1] == ["actions"]:
         return "command"
     value = _json(record.value)
     return str(value.get("kind", "outcome")) if isinstance(value, dict) else "outcome"

@@ -245,7 +245,6 @@ async def test_refused_bodies_never_reach_the_events_topic(worker, reader_factor
     events = await reader_factory(worker.topic("events"))
     stored = await events.drain_until(lambda m: m.key == marker_id.encode())
     assert not [m for m in stored if m.value in refused]
-    assert all(json.loads(m.value) is not None for m in stored)
 
 
 async def test_garbage_on_events_topic_goes_to_dlq_and_next_event_runs(

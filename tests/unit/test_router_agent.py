@@ -30,10 +30,12 @@ class ExplodingMatcher:
     def __init__(self, real: RouteMatcher) -> None:
         self.real = real
 
-    def evaluate(self, event: object, only: str | None = None) -> frozenset[str]:
+    def evaluate(
+        self, event: object, only: str | None = None, encoded: object = None
+    ) -> frozenset[str]:
         if isinstance(event, dict) and event.get("explode"):
             raise RuleEvaluationError("engine said no")
-        return self.real.evaluate(event, only)
+        return self.real.evaluate(event, only, encoded)  # type: ignore[arg-type]
 
 
 @pytest.fixture
