@@ -15,6 +15,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import ProducerT
 
 from streams.config import PosteeConfig
+from streams.eval_pool import EvalPool
 from streams.outcomes import Publisher
 from streams.rules import RouteMatcher
 from streams.settings import Settings
@@ -44,6 +45,8 @@ class PosteeApp(faust.App):
     config: PosteeConfig
     matcher: RouteMatcher
     renderer: TemplateRenderer
+    #: The evaluator processes (`router.install` creates it; it starts with the app).
+    engine: EvalPool
     postee_topics: Topics
     publisher: Publisher
 

@@ -25,7 +25,6 @@ from streams.errors import EventError
 from streams.outcomes import Message, manual_acks
 from streams.plugins import PluginDecision, PluginRequest
 from streams.records import Command
-from streams.templates import TemplateError
 
 __all__ = ["install"]
 
@@ -144,7 +143,7 @@ async def _aggregate(app: PosteeApp, state: PluginState, request: PluginRequest)
     )
     messages = [Message(app.postee_topics.outcomes, joined.event_id, joined.to_json())]
     if full:
-        messages.append(app.publisher.command(_close(app, batch)))
+        messages.append(app.publisher.command(await _close(app, batch)))
         state.batches.pop(request.key, None)
     else:
         state.batches[request.key] = batch
@@ -157,22 +156,21 @@ async def _flush(app: PosteeApp, state: PluginState, request: PluginRequest) -> 
     if batch is None or batch["opened_ms"] != request.opened_ms:
         return  # already closed by number, or a newer batch: nothing to do
     state.batches.pop(request.key, None)
-    await app.publisher.send(app.publisher.command(_close(app, batch)))
+    await app.publisher.send(app.publisher.command(await _close(app, batch)))
 
 
-def _close(app: PosteeApp, batch: dict[str, Any]) -> Command:
+async def _close(app: PosteeApp, batch: dict[str, Any]) -> Command:
     """The batch's command, its description rendered by the route template's
-    aggregation package when it has one."""
+    aggregation package (in an evaluator process) when it has one."""
     route = app.config.route(batch["route"])
     if route is None or route.template is None:
         return plugins.batch_command(batch)
-    try:
-        rendered = app.renderer.render_batch(route.template, plugins.batch_messages(batch))
-    except TemplateError as exc:
-        return plugins.batch_command(batch, template_error=str(exc))
+    status, rendered = await app.engine.render_batch(route.template, plugins.batch_messages(batch))
+    if status != "ok":
+        return plugins.batch_command(batch, template_error=str(rendered))
     if rendered is None:
         return plugins.batch_command(batch)
-    return plugins.batch_command(batch, rendered.description, rendered.title)
+    return plugins.batch_command(batch, rendered["description"], rendered["title"])
 
 
 async def ask_flushes(app: PosteeApp, state: PluginState) -> None:

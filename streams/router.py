@@ -1,9 +1,11 @@
 """The router agent: events in, one `routed` record and the commands out.
 
-For each record of `<prefix>.events`: decode (bad bytes go to the DLQ), evaluate every
-route in one engine call, then publish the routed record and the commands and wait for the
-broker's ack before taking the next record. Runs with concurrency 1: it will own the
-plugin tables (dedupe, aggregation), which need one writer per partition.
+For each record of `<prefix>.events`: decode (bad bytes go to the DLQ), refuse inputs
+beyond the engine's bounds, have an evaluator process (`eval_pool.py`) evaluate every
+route and render their templates, then publish the routed record and the commands; the
+record is acknowledged once the broker has them. Up to `MAX_IN_FLIGHT` records are in
+flight, evaluated in parallel by the pool, and published strictly in arrival order, so
+per-partition order holds. Runs with concurrency 1.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import logging
 
 import faust
 
-from streams import plugins, records, routing
+from streams import evaluator, plugins, records, routing
 from streams.app import PosteeApp
 from streams.errors import EventError
+from streams.eval_pool import EvalPool
+from streams.evaluator import EngineSpec
 from streams.outcomes import Message, ack_after, manual_acks
 from streams.records import Routed
-from streams.rules import RuleEvaluationError
 
 __all__ = ["install"]
 
@@ -28,23 +31,50 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 1000
 
 
+_Routing = tuple[faust.EventT[bytes], "asyncio.Future[list[Message]]"]
+
+
 def install(app: PosteeApp) -> None:
+    """The router agent, and the evaluator pool it uses (started with the app)."""
+    spec = EngineSpec.of(app.config, app.matcher, app.renderer)
+    pool = EvalPool(spec, app.settings.engine)
+    app.add_dependency(pool)
+    app.engine = pool
+
     async def route_events(stream: faust.StreamT[bytes]) -> None:
-        # Each record's output is handed to the producer at once and the record is
-        # acknowledged in the background when the broker has it: the loop never waits a
-        # round trip per record, and nothing is committed before its output is written.
         manual = manual_acks(stream)
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
-        async for event in manual.events():
-            await in_flight.acquire()
-            sent = await app.publisher.enqueue(*route_one(app, event))
-            task = asyncio.ensure_future(ack_after(manual, event, sent))
-            task.add_done_callback(lambda _: in_flight.release())
+        routing_order: asyncio.Queue[_Routing | None] = asyncio.Queue()
+        publishing = asyncio.ensure_future(_publish(app, manual, routing_order, in_flight))
+        try:
+            async for event in manual.events():
+                await in_flight.acquire()
+                routing_order.put_nowait((event, asyncio.ensure_future(route_one(app, event))))
+            routing_order.put_nowait(None)
+            await publishing
+        finally:
+            publishing.cancel()
 
     app.agent(app.postee_topics.router_input, name="route_events", concurrency=1)(route_events)
 
 
-def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]:
+async def _publish(
+    app: PosteeApp,
+    stream: faust.StreamT[bytes],
+    routing_order: asyncio.Queue[_Routing | None],
+    in_flight: asyncio.Semaphore,
+) -> None:
+    """Publish each record's output in arrival order; each record is acknowledged in the
+    background once the broker has its output, so nothing is committed before its output
+    is written, and the loop never waits a broker round trip per record."""
+    while (item := await routing_order.get()) is not None:
+        event, routed = item
+        sent = await app.publisher.enqueue(*await routed)
+        task = asyncio.ensure_future(ack_after(stream, event, sent))
+        task.add_done_callback(lambda _: in_flight.release())
+
+
+async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]:
     """What one record yields; every failure becomes a record, the loop never dies."""
     raw: bytes | None = event.value
     publisher = app.publisher
@@ -58,11 +88,18 @@ def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]:
         )
     except EventError as exc:
         return [publisher.dlq_for(raw, stage=exc.stage, reason=exc.reason, event=event)]
+    limits = app.settings.engine
+    refused = evaluator.input_refusal(
+        incoming.payload, limits.max_input_values, limits.max_string_bytes
+    )
+    if refused is not None:
+        return _route_failure(app, event, incoming, f"input refused: {refused}")
     try:
+        evaluation = await app.engine.evaluate(raw or b"", incoming.only_route)
+        if evaluation.error is not None:
+            return _route_failure(app, event, incoming, evaluation.error)
         at_ms = plugins.event_time_ms(incoming, int(event.message.timestamp * 1000))
-        decision = routing.decide(incoming, app.config, app.matcher, app.renderer, at_ms)
-    except RuleEvaluationError as exc:
-        return _route_failure(app, event, incoming, f"rule evaluation failed: {exc.reason}")
+        decision = routing.decide(incoming, app.config, evaluation, at_ms)
     except Exception as exc:  # a bug must not stop the stream: record it and go on
         log.exception("routing event %s failed", incoming.event_id)
         return _route_failure(app, event, incoming, f"internal error: {type(exc).__name__}: {exc}")

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from streams import records, rego
+from streams import records
 from streams.config import PosteeConfig, Route
+from streams.evaluator import Evaluation
 from streams.plugins import PluginRequest, aggregation_requests, dedupe_key
 from streams.records import Command, CommandRef, IncomingEvent, Routed
-from streams.rules import RouteMatcher
-from streams.templates import TemplateError, TemplateRenderer
 
 __all__ = ["Decision", "decide"]
 
@@ -32,17 +31,12 @@ class Decision:
 def decide(
     event: IncomingEvent,
     config: PosteeConfig,
-    matcher: RouteMatcher,
-    renderer: TemplateRenderer | None = None,
+    evaluation: Evaluation,
     at_ms: int = 0,
 ) -> Decision:
-    """Evaluate every route once (one engine call) and build the commands.
-
-    Raises `rules.RuleEvaluationError` when the engine cannot evaluate the event.
-    """
-    encoded = rego.encode(event.payload)  # once for the routes and every template
-    matched = matcher.evaluate(event.payload, only=event.only_route, encoded=encoded)
-    routes = [r for r in config.routes if r.name in matched]
+    """Build the commands of an event the engine has evaluated (`evaluator.py`: the
+    matched routes and their rendered templates)."""
+    routes = [r for r in config.routes if r.name in evaluation.matched]
     now = records.utc_now()
     commands: list[Command] = []
     requests: list[PluginRequest] = []
@@ -50,7 +44,7 @@ def decide(
     skipped: list[dict[str, str]] = []
     notes: list[dict[str, str]] = []
     for route in routes:
-        rendered = _render(route, event, renderer, encoded)
+        rendered = _render(route, evaluation)
         chain = _route_commands(event, route, config, now, rendered)
         skipped += [
             {"route": route.name, "reason": f"action '{name}' is not enabled"}
@@ -124,18 +118,16 @@ def _plugins(
     return None, [], note
 
 
-def _render(
-    route: Route, event: IncomingEvent, renderer: TemplateRenderer | None, encoded: rego.Encoded
-) -> tuple[dict[str, Any] | None, str | None]:
-    """The route's rendered template, or why it could not render (once per route)."""
+def _render(route: Route, evaluation: Evaluation) -> tuple[dict[str, Any] | None, str | None]:
+    """The route's rendered template, or why it could not render."""
     if route.template is None:
         return None, None
-    if renderer is None:
+    if route.template in evaluation.template_errors:
+        return None, evaluation.template_errors[route.template]
+    rendered = evaluation.rendered.get(route.template)
+    if rendered is None:
         return None, f"template '{route.template}': no templates were compiled"
-    try:
-        return dict(renderer.render(route.template, event.payload, encoded).as_dict()), None
-    except TemplateError as exc:
-        return None, str(exc)
+    return dict(rendered), None
 
 
 def _route_commands(

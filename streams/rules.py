@@ -236,6 +236,8 @@ class RouteMatcher:
 
     def __init__(self, names: tuple[str, ...], routes: Mapping[int, Sequence[_Module]]) -> None:
         self._names = names
+        #: What another process needs to rebuild this matcher (`RouteMatcher(*spec)`).
+        self.spec = (names, {i: tuple(modules) for i, modules in routes.items()})
         self._match_all = frozenset(names[i] for i, modules in routes.items() if not modules)
         self._rego = {f"r{i}": i for i, modules in routes.items() if modules}
         self._engine: tuple[regopy.Interpreter, regopy.Bundle] | None = None
@@ -274,6 +276,10 @@ class RouteMatcher:
     @property
     def route_names(self) -> tuple[str, ...]:
         return self._names
+
+    def module_texts(self) -> list[str]:
+        """The Rego text of every route module (to see which input paths they read)."""
+        return [module.text for modules in self.spec[1].values() for module in modules]
 
     def evaluate(
         self, event: object, only: str | None = None, encoded: rego.Encoded | None = None

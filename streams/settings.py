@@ -15,7 +15,14 @@ from pathlib import Path
 
 from streams.errors import ConfigError
 
-__all__ = ["ActionLimits", "IngestSettings", "KafkaSettings", "Settings", "TopicSettings"]
+__all__ = [
+    "ActionLimits",
+    "EngineSettings",
+    "IngestSettings",
+    "KafkaSettings",
+    "Settings",
+    "TopicSettings",
+]
 
 DAY_S = 24 * 3600
 
@@ -90,6 +97,24 @@ class ActionLimits:
     (`POSTEE_DONE_RETENTION_S`)."""
 
 
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    eval_workers: int = field(default_factory=_cores)
+    """Evaluator processes running the Rego engine (`POSTEE_EVAL_WORKERS`, default: cores)."""
+    eval_timeout_ms: int = 2000
+    """Longest evaluation of one event; the evaluator is then killed and replaced
+    (`POSTEE_EVAL_TIMEOUT_MS`)."""
+    max_input_values: int = 20_000
+    """Most JSON values in an event given to the engine (`POSTEE_MAX_INPUT_VALUES`)."""
+    max_string_bytes: int = 32 * 1024
+    """Longest string (UTF-8 bytes) in an event given to the engine
+    (`POSTEE_MAX_STRING_BYTES`)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     config_path: Path = Path("cfg.yaml")
@@ -104,6 +129,7 @@ class Settings:
     topics: TopicSettings = field(default_factory=TopicSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     actions: ActionLimits = field(default_factory=ActionLimits)
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
     @property
     def app_id(self) -> str:
@@ -152,6 +178,18 @@ class Settings:
                 ),
                 done_retention_s=env.positive_int(
                     "POSTEE_DONE_RETENTION_S", ActionLimits.done_retention_s
+                ),
+            ),
+            engine=EngineSettings(
+                eval_workers=env.positive_int("POSTEE_EVAL_WORKERS", _cores()),
+                eval_timeout_ms=env.positive_int(
+                    "POSTEE_EVAL_TIMEOUT_MS", EngineSettings.eval_timeout_ms
+                ),
+                max_input_values=env.positive_int(
+                    "POSTEE_MAX_INPUT_VALUES", EngineSettings.max_input_values
+                ),
+                max_string_bytes=env.positive_int(
+                    "POSTEE_MAX_STRING_BYTES", EngineSettings.max_string_bytes
                 ),
             ),
         )

@@ -66,6 +66,8 @@ class TemplateRenderer:
     """All templates in one bundle; build it with `compile`. Use it from one thread only."""
 
     def __init__(self, sources: Mapping[str, _Source]) -> None:
+        #: What another process needs to rebuild this renderer (`TemplateRenderer(sources)`).
+        self.sources = dict(sources)
         self._index = {name: i for i, name in enumerate(sources)}
         self._aggregates: dict[str, bool] = {}
         self._engine: tuple[regopy.Interpreter, regopy.Bundle] | None = None

@@ -1,0 +1,209 @@
+"""The engine side of routing: everything Rego does for one event, returned as plain data.
+
+An `Evaluator` is built from an `EngineSpec` (the routes and templates the main process
+has already loaded and checked), compiles them once, and then turns the raw bytes of an
+event into an `Evaluation`: the matched routes and the rendered templates of those routes.
+It runs inside the evaluator processes of `eval_pool.py`, so no engine failure, however
+built, reaches the process that holds the event loop. No Faust, no asyncio.
+
+Two things keep the engine's cost down, because converting the input is most of it
+(rego-cpp parses the input text at ~0.2 ms per hundred values, and worse than linearly):
+
+- `input_refusal` (called in the main process, before anything is sent) refuses events
+  with more values, or a longer string, than the bounds in `EngineSettings`;
+- the routes get only the parts of the event they read (`input_paths`): when every
+  reference to `input` in the route modules is a static path (`input.a.b`,
+  `input["k"]`), the engine sees an event pruned to those subtrees; any other use of
+  `input` (bare, `input[x]`, `with input`, an interpolated string) turns pruning off.
+  Templates always get the whole event.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams import rego
+from streams.config import PosteeConfig
+from streams.rules import RouteMatcher, RuleEvaluationError
+from streams.templates import TemplateError, TemplateRenderer
+
+__all__ = [
+    "EngineSpec",
+    "Evaluation",
+    "Evaluator",
+    "input_paths",
+    "input_refusal",
+    "project",
+]
+
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What an evaluator process compiles: picklable, built once by the main process."""
+
+    routes: tuple[Any, ...]  #: `RouteMatcher.spec`
+    templates: Mapping[str, Any]  #: `TemplateRenderer.sources`
+    route_templates: Mapping[str, str]  #: route name -> template name
+
+    @classmethod
+    def of(
+        cls, config: PosteeConfig, matcher: RouteMatcher, renderer: TemplateRenderer
+    ) -> EngineSpec:
+        templates = {r.name: r.template for r in config.routes if r.template is not None}
+        return cls(matcher.spec, renderer.sources, templates)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    matched: frozenset[str] = frozenset()
+    #: template name -> {"title", "description", "url"}, for the matched routes' templates
+    rendered: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    template_errors: Mapping[str, str] = field(default_factory=dict)  #: template -> reason
+    error: str | None = None  #: the event could not be evaluated at all
+
+
+def input_refusal(payload: object, max_values: int, max_string_bytes: int) -> str | None:
+    """Why the engine must not see this document (None when it may): more JSON values
+    (containers, keys' values and scalars) than `max_values`, or a string (key or value)
+    longer than `max_string_bytes` in UTF-8."""
+    stack: list[object] = [payload]
+    values = 0
+    while stack:
+        value = stack.pop()
+        values += 1
+        if values > max_values:
+            return f"event has more than {max_values} JSON values (POSTEE_MAX_INPUT_VALUES)"
+        if isinstance(value, dict):
+            for key in value:
+                if len(key) * 4 > max_string_bytes and len(key.encode()) > max_string_bytes:
+                    return _too_long(max_string_bytes)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif (
+            isinstance(value, str)
+            and len(value) * 4 > max_string_bytes
+            and len(value.encode()) > max_string_bytes
+        ):
+            return _too_long(max_string_bytes)
+    return None
+
+
+def _too_long(limit: int) -> str:
+    return f"event has a string longer than {limit} bytes (POSTEE_MAX_STRING_BYTES)"
+
+
+# A string (double-quoted or raw), a comment, or a reference to `input` with its path.
+_TOKEN = re.compile(
+    r"""(?P<string>\$?"(?:[^"\\\n]|\\.)*"|\$?`[^`]*`)"""
+    r"""|(?P<comment>\#[^\n]*)"""
+    r"""|(?P<with>\bwith\s+input\b)"""
+    r"""|(?<![\w.])input\b(?P<path>(?:\s*\.\s*[A-Za-z_]\w*|\s*\[\s*"(?:[^"\\\n]|\\.)*"\s*\])*)"""
+)
+_SEGMENT = re.compile(r"""\.\s*([A-Za-z_]\w*)|\[\s*("(?:[^"\\\n]|\\.)*")\s*\]""")
+
+
+def input_paths(texts: Sequence[str]) -> list[Path] | None:
+    """The static paths of `input` that these Rego modules read; None when they may read
+    anything (a bare `input`, `input[x]`, `with input`, an interpolated string)."""
+    paths: set[Path] = set()
+    for text in texts:
+        for token in _TOKEN.finditer(text):
+            if token.group("string") is not None:
+                if token.group("string").startswith("$"):
+                    return None
+                continue
+            if token.group("comment") is not None:
+                continue
+            if token.group("with") is not None:
+                return None
+            segments = tuple(
+                m.group(1) if m.group(1) is not None else str(json.loads(m.group(2)))
+                for m in _SEGMENT.finditer(token.group("path"))
+            )
+            if not segments:
+                return None
+            paths.add(segments)
+    return sorted(paths, key=len)
+
+
+def project(document: Mapping[str, Any], paths: Sequence[Path]) -> dict[str, Any]:
+    """The document pruned to `paths` (shortest first): each path's subtree is kept
+    whole; a path stops where the document is not an object (that value is kept)."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        source: Any = document
+        target = out
+        for depth, key in enumerate(path):
+            if not isinstance(source, dict) or key not in source:
+                break
+            value = source[key]
+            if depth == len(path) - 1 or not isinstance(value, dict):
+                target[key] = value
+                break
+            existing = target.get(key)
+            if existing is value:  # a shorter path already kept it whole
+                break
+            if existing is None:
+                existing = target[key] = {}
+            source, target = value, existing
+    return out
+
+
+class Evaluator:
+    """Routes and templates compiled once; one `evaluate` per event. One thread only."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self._matcher = RouteMatcher(*spec.routes)
+        self._renderer = TemplateRenderer(spec.templates)
+        self._route_templates = dict(spec.route_templates)
+        self._paths = input_paths(self._matcher.module_texts())
+
+    @property
+    def projects(self) -> bool:
+        """Whether the routes get a pruned event (see the module docstring)."""
+        return self._paths is not None
+
+    def evaluate(self, raw: bytes, only: str | None = None) -> Evaluation:
+        """The routes `raw` (a JSON object, already checked by the main process) matches,
+        and their templates rendered; failures come back in the Evaluation."""
+        try:
+            payload = json.loads(raw)
+            full = _full_text(raw, payload)
+            if self._paths is None:
+                for_routes: object = payload
+                encoded = full
+            else:
+                for_routes = project(payload, self._paths)
+                encoded = rego.encode(for_routes)
+            matched = self._matcher.evaluate(for_routes, only=only, encoded=encoded)
+        except RuleEvaluationError as exc:
+            return Evaluation(error=f"rule evaluation failed: {exc.reason}")
+        except Exception as exc:  # reported in the routed record and the DLQ
+            return Evaluation(error=f"internal error: {type(exc).__name__}: {exc}")
+        rendered: dict[str, Mapping[str, str | None]] = {}
+        errors: dict[str, str] = {}
+        for name in {self._route_templates[r] for r in matched if r in self._route_templates}:
+            try:
+                rendered[name] = self._renderer.render(name, payload, full).as_dict()
+            except TemplateError as exc:
+                errors[name] = str(exc)
+        return Evaluation(matched, rendered, errors)
+
+    def render_batch(self, template: str, messages: Sequence[Mapping[str, Any]]) -> Any:
+        """A batch through the template's aggregation package (see TemplateRenderer)."""
+        return self._renderer.render_batch(template, messages)
+
+
+def _full_text(raw: bytes, payload: object) -> rego.Encoded:
+    """The event as engine input. The raw text as it is, unless it holds escapes that
+    rego-cpp would keep literally (`\\u00e9` counts six characters there, `\\/` two)."""
+    if b"\\u" in raw or b"\\/" in raw:
+        return rego.encode(payload)
+    return rego.Encoded(raw.decode("utf-8"))
