@@ -11,9 +11,7 @@ crash or the timeout; its queued jobs go back to the front of the queue. Nothing
 blocks the event loop: writes are buffered, reads are asyncio streams, joins run in a
 thread. Callers get one future per job; the router awaits them in arrival order.
 
-In the process, the engine runs on a thread with a large stack (`STACK_BYTES`):
-rego-cpp's regex matching recurses once per character and overflows the default 8 MiB
-stack at about 25,000 characters.
+The process side is `evaluator.serve`.
 """
 
 from __future__ import annotations
@@ -26,8 +24,6 @@ import multiprocessing
 import pickle
 import signal
 import socket
-import struct
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -35,59 +31,17 @@ from typing import Any
 
 from mode import Service
 
-from streams.evaluator import EngineSpec, Evaluation, Evaluator
+from streams.evaluator import HEADER, READY, EngineSpec, Evaluation, serve
 from streams.settings import EngineSettings
 
-__all__ = ["DEPTH", "STACK_BYTES", "EvalPool", "serve"]
+__all__ = ["DEPTH", "EvalPool"]
 
 log = logging.getLogger(__name__)
 
 #: Jobs handed to one process before it answered the first (hides the round trip).
 DEPTH = 2
-#: Stack of the engine thread in an evaluator process (virtual; touched pages only).
-STACK_BYTES = 512 * 1024 * 1024
 #: How long a new evaluator may take to compile before it counts as failed.
 START_TIMEOUT_S = 120.0
-_HEADER = struct.Struct("!I")
-_READY = 0
-
-
-# --- the evaluator process ----------------------------------------------------------------
-
-
-def serve(sock: socket.socket, spec: EngineSpec) -> None:
-    """Entry point of an evaluator process: compile, then answer jobs until EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
-    threading.stack_size(STACK_BYTES)
-    engine = threading.Thread(target=_answer_jobs, args=(sock, spec), name="rego-engine")
-    engine.start()
-    engine.join()
-
-
-def _answer_jobs(sock: socket.socket, spec: EngineSpec) -> None:
-    def send(message: object) -> None:
-        body = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        sock.sendall(_HEADER.pack(len(body)) + body)
-
-    evaluator = Evaluator(spec)
-    send((_READY, None))
-    stream = sock.makefile("rb")
-    while True:
-        header = stream.read(_HEADER.size)
-        if len(header) < _HEADER.size:
-            return  # the worker closed its end: stop
-        body = stream.read(_HEADER.unpack(header)[0])
-        job_id, kind, first, second = pickle.loads(body)  # noqa: S301 - from our worker
-        result: object
-        if kind == "event":
-            result = evaluator.evaluate(first, second)
-        else:
-            try:
-                rendered = evaluator.render_batch(first, second)
-                result = ("ok", None if rendered is None else rendered.as_dict())
-            except Exception as exc:  # the caller reports it
-                result = ("error", str(exc))
-        send((job_id, result))
 
 
 # --- the pool, in the worker ----------------------------------------------------------------
@@ -176,7 +130,7 @@ class EvalPool(Service):
     async def _submit(self, kind: str, first: object, second: object) -> Any:
         job_id = next(self._ids)
         body = pickle.dumps((job_id, kind, first, second), pickle.HIGHEST_PROTOCOL)
-        frame = _HEADER.pack(len(body)) + body
+        frame = HEADER.pack(len(body)) + body
         job = _Job(job_id, kind, frame, asyncio.get_running_loop().create_future())
         self._queue.append(job)
         self._dispatch()
@@ -197,10 +151,10 @@ class EvalPool(Service):
     async def _read(self, proc: _Process, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                header = await reader.readexactly(_HEADER.size)
-                body = await reader.readexactly(_HEADER.unpack(header)[0])
+                header = await reader.readexactly(HEADER.size)
+                body = await reader.readexactly(HEADER.unpack(header)[0])
                 job_id, result = pickle.loads(body)  # noqa: S301 - our own child process
-                if job_id == _READY:
+                if job_id == READY:
                     proc.ready = True
                     self._mark_started()
                 else:

@@ -21,26 +21,46 @@ Two things keep the engine's cost down, because converting the input is most of 
 from __future__ import annotations
 
 import json
+import pickle
 import re
+import signal
+import socket
+import struct
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams import rego
-from streams.config import PosteeConfig
 from streams.rules import RouteMatcher, RuleEvaluationError
 from streams.templates import TemplateError, TemplateRenderer
 
+if TYPE_CHECKING:  # evaluator processes do not import the config (and its actions)
+    from streams.config import PosteeConfig
+
 __all__ = [
+    "HEADER",
+    "READY",
+    "STACK_BYTES",
     "EngineSpec",
     "Evaluation",
     "Evaluator",
     "input_paths",
     "input_refusal",
     "project",
+    "serve",
 ]
 
 Path = tuple[str, ...]
+
+#: Stack of the engine thread in an evaluator process (virtual; only touched pages count).
+#: rego-cpp's regex matching recurses once per character: the default 8 MiB stack
+#: overflows (SIGSEGV) at about 25,000 characters; this one holds a 1 MiB string.
+STACK_BYTES = 512 * 1024 * 1024
+#: Frames between the pool and its processes: this length header, then a pickle.
+HEADER = struct.Struct("!I")
+#: The job id of the message a process sends once it has compiled its engine.
+READY = 0
 
 
 @dataclass(frozen=True)
@@ -207,3 +227,38 @@ def _full_text(raw: bytes, payload: object) -> rego.Encoded:
     if b"\\u" in raw or b"\\/" in raw:
         return rego.encode(payload)
     return rego.Encoded(raw.decode("utf-8"))
+
+
+def serve(sock: socket.socket, spec: EngineSpec) -> None:
+    """Entry point of an evaluator process: compile, then answer jobs until EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
+    threading.stack_size(STACK_BYTES)
+    engine = threading.Thread(target=_answer_jobs, args=(sock, spec), name="rego-engine")
+    engine.start()
+    engine.join()
+
+
+def _answer_jobs(sock: socket.socket, spec: EngineSpec) -> None:
+    def send(message: object) -> None:
+        body = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        sock.sendall(HEADER.pack(len(body)) + body)
+
+    evaluator = Evaluator(spec)
+    send((READY, None))
+    stream = sock.makefile("rb")
+    while True:
+        header = stream.read(HEADER.size)
+        if len(header) < HEADER.size:
+            return  # the worker closed its end: stop
+        body = stream.read(HEADER.unpack(header)[0])
+        job_id, kind, first, second = pickle.loads(body)  # noqa: S301 - from our worker
+        result: object
+        if kind == "event":
+            result = evaluator.evaluate(first, second)
+        else:
+            try:
+                rendered = evaluator.render_batch(first, second)
+                result = ("ok", None if rendered is None else rendered.as_dict())
+            except Exception as exc:  # the caller reports it
+                result = ("error", str(exc))
+        send((job_id, result))

@@ -16,14 +16,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import regopy
 
 from streams import rego
-from streams.config import Template
 from streams.errors import ConfigError
+
+if TYPE_CHECKING:  # the engine's processes do not import the config (and its actions)
+    from streams.config import Template
 
 __all__ = ["Rendered", "TemplateError", "TemplateRenderer"]
 
@@ -95,6 +96,8 @@ class TemplateRenderer:
         config_file: Path | None = None,
     ) -> TemplateRenderer:
         """Load and compile every template; a broken one raises ConfigError naming it."""
+        import httpx  # here, not at the top: evaluator processes never fetch templates
+
         library = (
             _library(templates_path) if any(t.rego_package for t in templates.values()) else {}
         )
@@ -217,6 +220,8 @@ def _source(
 
 
 def _fetch(url: str) -> str:
+    import httpx
+
     with httpx.stream("GET", url, timeout=FETCH_TIMEOUT_S, follow_redirects=True) as response:
         response.raise_for_status()
         body = b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,3 +36,18 @@ class InlineEngine:
     ) -> tuple[str, Any]:
         rendered = self.evaluator.render_batch(template, messages)
         return "ok", None if rendered is None else rendered.as_dict()
+
+
+def evaluator_of(cfg: config.PosteeConfig) -> Evaluator:
+    matcher = RouteMatcher.compile([r.as_rule() for r in cfg.routes])
+    return Evaluator(EngineSpec.of(cfg, matcher, TemplateRenderer({})))
+
+
+def decide(
+    incoming: Any, cfg: config.PosteeConfig, evaluator: Evaluator, at_ms: int = 0
+) -> Any:
+    """Evaluate as an evaluator process would, then decide."""
+    from streams import routing
+
+    raw = json.dumps(incoming.payload).encode()
+    return routing.decide(incoming, cfg, evaluator.evaluate(raw, incoming.only_route), at_ms)

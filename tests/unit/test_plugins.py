@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import textwrap
 
-from streams import config, plugins, records, routing
-from streams.rules import RouteMatcher
+from streams import config, plugins, records
+from tests.unit.engine_support import decide, evaluator_of
 
 CFG = """
 routes:
@@ -31,7 +31,7 @@ def setup(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text(textwrap.dedent(CFG))
     cfg = config.load(path)
-    return cfg, RouteMatcher.compile([r.as_rule() for r in cfg.routes])
+    return cfg, evaluator_of(cfg)
 
 
 def event(payload, event_id="e1"):
@@ -61,13 +61,13 @@ def test_ttl_is_exact_at_event_time():
 
 def test_routing_defers_to_plugins_and_notes_missing_props(tmp_path):
     cfg, matcher = setup(tmp_path)
-    decision = routing.decide(event({"metadata": {"name": "x"}}), cfg, matcher, at_ms=42)
+    decision = decide(event({"metadata": {"name": "x"}}), cfg, matcher, at_ms=42)
     (request,) = decision.plugin_requests
     assert request.kind == "dedupe" and request.ttl_s == 120 and request.at_ms == 42
     assert [c.action for c in request.commands] == ["one", "two"] and decision.commands == ()
     assert {c.deferred for c in decision.routed.commands} == {"dedupe"}
     assert records.schema_errors("plugin-request", request.to_dict()) == []
-    plain = routing.decide(event({"nothing": 1}), cfg, matcher)
+    plain = decide(event({"nothing": 1}), cfg, matcher)
     assert [c.action for c in plain.commands] == ["one", "two"] and plain.plugin_requests == ()
     assert "none of the unique-message-props" in plain.routed.notes[0]["note"]
     assert records.schema_errors("routed", plain.routed.to_dict()) == []
@@ -76,7 +76,7 @@ def test_routing_defers_to_plugins_and_notes_missing_props(tmp_path):
 def test_aggregation_requests_per_action_and_batches(tmp_path):
     cfg, matcher = setup(tmp_path)
     requests = [
-        routing.decide(event({"batched": True, "i": i}, f"e{i}"), cfg, matcher).plugin_requests
+        decide(event({"batched": True, "i": i}, f"e{i}"), cfg, matcher).plugin_requests
         for i in range(3)
     ]
     keys = {r.key for rs in requests for r in rs if r.route == "batched"}

@@ -10,9 +10,12 @@ import pytest
 
 from streams import config, router
 from streams.app import create_app
+from streams.evaluator import EngineSpec, Evaluation
 from streams.outcomes import Message, Publisher
-from streams.rules import RouteMatcher, RuleEvaluationError
+from streams.rules import RouteMatcher
 from streams.settings import Settings
+from streams.templates import TemplateRenderer
+from tests.unit.engine_support import InlineEngine
 
 CFG = """
 routes:
@@ -24,18 +27,13 @@ actions:
 """
 
 
-class ExplodingMatcher:
+class ExplodingEngine(InlineEngine):
     """Stands in for an engine failure that real rules cannot provoke on demand."""
 
-    def __init__(self, real: RouteMatcher) -> None:
-        self.real = real
-
-    def evaluate(
-        self, event: object, only: str | None = None, encoded: object = None
-    ) -> frozenset[str]:
-        if isinstance(event, dict) and event.get("explode"):
-            raise RuleEvaluationError("engine said no")
-        return self.real.evaluate(event, only, encoded)  # type: ignore[arg-type]
+    async def evaluate(self, raw: bytes, only: str | None = None) -> Evaluation:
+        if json.loads(raw).get("explode"):
+            return Evaluation(error="rule evaluation failed: engine said no")
+        return await super().evaluate(raw, only)
 
 
 @pytest.fixture
@@ -56,9 +54,12 @@ async def app(tmp_path: Path):
     path.write_text(textwrap.dedent(CFG))
     cfg = config.load(path)
     matcher = RouteMatcher.compile([r.as_rule() for r in cfg.routes])
-    settings = Settings.from_env({"POSTEE_TOPIC_PREFIX": "unit"})
-    app = create_app(settings, cfg, ExplodingMatcher(matcher))  # type: ignore[arg-type]
+    settings = Settings.from_env(
+        {"POSTEE_TOPIC_PREFIX": "unit", "POSTEE_MAX_INPUT_VALUES": "50"}
+    )
+    app = create_app(settings, cfg, matcher)
     router.install(app)
+    app.engine = ExplodingEngine(EngineSpec.of(cfg, matcher, TemplateRenderer({})))
     app.finalize()
     app.flow_control.resume()
     yield app
@@ -83,6 +84,18 @@ async def test_evaluation_error_writes_routed_and_dlq_then_goes_on(app, sent):
     assert dlq["stage"] == "route" and "engine said no" in dlq["reason"]
     assert dlq["original"] == '{"explode": true}' and dlq["event_id"] == routed["event_id"]
     assert json.loads(sent[2].value)["routes"] == ["r"]
+
+
+async def test_an_input_beyond_the_bounds_is_refused_before_the_engine(app, sent):
+    agent = app.agents["route_events"]
+    async with agent.test_context() as ctx:
+        await ctx.put(key=b"k1", value=json.dumps({"kind": "x", "n": list(range(60))}).encode())
+        await ctx.put(key=b"k2", value=b'{"kind": "x"}')
+    topics = [m.topic.get_topic_name() for m in sent]
+    assert topics == ["unit.outcomes", "unit.dlq", "unit.outcomes", "unit.actions.exec"]
+    reason = "input refused: event has more than 50 JSON values (POSTEE_MAX_INPUT_VALUES)"
+    assert json.loads(sent[0].value)["error"] == reason
+    assert json.loads(sent[1].value)["reason"] == reason
 
 
 async def test_undecodable_record_goes_to_dlq(app, sent):

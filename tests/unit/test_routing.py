@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
-from streams import config, records, routing
-from streams.rules import RouteMatcher
+from streams import config, records
+from tests.unit.engine_support import decide, evaluator_of
 
 CFG = """
 routes:
@@ -30,7 +30,7 @@ def load(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text(textwrap.dedent(CFG))
     cfg = config.load(path)
-    return cfg, RouteMatcher.compile([r.as_rule() for r in cfg.routes])
+    return cfg, evaluator_of(cfg)
 
 
 def event(payload, event_id="e1", only=None, replay_id=None):
@@ -46,7 +46,7 @@ def event(payload, event_id="e1", only=None, replay_id=None):
 
 def test_one_command_per_enabled_action_and_chains(tmp_path):
     cfg, matcher = load(tmp_path)
-    decision = routing.decide(event({"kind": "x"}), cfg, matcher)
+    decision = decide(event({"kind": "x"}), cfg, matcher)
     assert decision.routed.routes == ["both", "chain"]
     sent = [(c.route, c.action, [t.action for t in c.then]) for c in decision.commands]
     assert sent == [("both", "one", []), ("both", "two", []), ("chain", "one", ["two"])]
@@ -63,20 +63,20 @@ def test_one_command_per_enabled_action_and_chains(tmp_path):
 
 def test_no_match_no_command(tmp_path):
     cfg, matcher = load(tmp_path)
-    decision = routing.decide(event({"kind": "z"}), cfg, matcher)
+    decision = decide(event({"kind": "z"}), cfg, matcher)
     assert decision.routed.routes == [] and decision.commands == ()
 
 
 def test_only_route(tmp_path):
     cfg, matcher = load(tmp_path)
-    decision = routing.decide(event({"kind": "x"}, only="chain"), cfg, matcher)
+    decision = decide(event({"kind": "x"}, only="chain"), cfg, matcher)
     assert decision.routed.routes == ["chain"]
 
 
 def test_same_event_same_ids_replay_differs(tmp_path):
     cfg, matcher = load(tmp_path)
-    first = routing.decide(event({"kind": "y"}), cfg, matcher).commands
-    again = routing.decide(event({"kind": "y"}), cfg, matcher).commands
-    replayed = routing.decide(event({"kind": "y"}, replay_id="r1"), cfg, matcher).commands
+    first = decide(event({"kind": "y"}), cfg, matcher).commands
+    again = decide(event({"kind": "y"}), cfg, matcher).commands
+    replayed = decide(event({"kind": "y"}, replay_id="r1"), cfg, matcher).commands
     assert [c.command_id for c in first] == [c.command_id for c in again]
     assert first[0].command_id != replayed[0].command_id and replayed[0].replay
