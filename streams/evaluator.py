@@ -150,7 +150,7 @@ def input_paths(texts: Sequence[str]) -> list[Path] | None:
             if not segments:
                 return None
             paths.add(segments)
-    return sorted(paths, key=len)
+    return sorted(paths, key=lambda path: (len(path), path))
 
 
 def project(document: Mapping[str, Any], paths: Sequence[Path]) -> dict[str, Any]:

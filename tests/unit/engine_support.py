@@ -43,9 +43,7 @@ def evaluator_of(cfg: config.PosteeConfig) -> Evaluator:
     return Evaluator(EngineSpec.of(cfg, matcher, TemplateRenderer({})))
 
 
-def decide(
-    incoming: Any, cfg: config.PosteeConfig, evaluator: Evaluator, at_ms: int = 0
-) -> Any:
+def decide(incoming: Any, cfg: config.PosteeConfig, evaluator: Evaluator, at_ms: int = 0) -> Any:
     """Evaluate as an evaluator process would, then decide."""
     from streams import routing
 
