@@ -1,7 +1,8 @@
 """A supervised pool of evaluator processes: the Rego engine outside the event loop.
 
-`EvalPool` (a mode Service, started with the app) spawns `POSTEE_EVAL_WORKERS` processes
-(`spawn` context), each compiling the `EngineSpec` once into an `Evaluator`. Events go to
+`EvalPool` (a mode Service, started with the app) starts `POSTEE_EVAL_WORKERS` processes
+(`python -m streams.evaluator FD`: a fresh interpreter that imports only the engine,
+never the worker's main module), each compiling the `EngineSpec` it is sent first. Events go to
 them over a socket pair, framed as `!I` length + pickle; each process answers its jobs
 in order, at most `DEPTH` at a time, so a job's clock starts when the one before it is
 answered. A process that dies (signal, OOM kill, EOF) or whose current job overruns
@@ -9,7 +10,7 @@ answered. A process that dies (signal, OOM kill, EOF) or whose current job overr
 once on another process, then answered with an `Evaluation` error that names the
 crash or the timeout; its queued jobs go back to the front of the queue. Nothing here
 blocks the event loop: writes are buffered, reads are asyncio streams, joins run in a
-thread. Callers get one future per job; the router awaits them in arrival order.
+asyncio subprocess handles. Callers get one future per job; the router awaits them in arrival order.
 
 The process side is `evaluator.serve`.
 """
@@ -18,25 +19,31 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
-import multiprocessing
+import os
 import pickle
 import signal
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from mode import Service
 
-from streams.evaluator import HEADER, READY, EngineSpec, Evaluation, serve
+import streams
+from streams.evaluator import HEADER, READY, EngineSpec, Evaluation
 from streams.settings import EngineSettings
 
 __all__ = ["DEPTH", "EvalPool"]
 
 log = logging.getLogger(__name__)
+
+#: Where the `streams` package lives, for the evaluator processes' import path.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(streams.__file__)))
+_PYTHONPATH = os.environ.get("PYTHONPATH", "")
 
 #: Jobs handed to one process before it answered the first (hides the round trip).
 DEPTH = 2
@@ -58,7 +65,7 @@ class _Job:
 
 @dataclass(eq=False)
 class _Process:
-    process: BaseProcess
+    process: asyncio.subprocess.Process
     writer: asyncio.StreamWriter
     ready: bool = False
     retired: bool = False
@@ -76,7 +83,6 @@ class EvalPool(Service):
         self.size = settings.eval_workers
         self.timeout_s = settings.eval_timeout_ms / 1000
         self._timeout_ms = settings.eval_timeout_ms
-        self._context = multiprocessing.get_context("spawn")
         self._processes: list[_Process] = []
         self._queue: collections.deque[_Job] = collections.deque()
         self._ids = itertools.count(1)
@@ -99,7 +105,7 @@ class EvalPool(Service):
 
     def busy_pids(self) -> list[int]:
         """Processes working on a job now (for tests and diagnostics)."""
-        return [p.process.pid for p in self._processes if p.pending and p.process.pid]
+        return [p.process.pid for p in self._processes if p.pending]
 
     # -- service --------------------------------------------------------------------------
 
@@ -117,10 +123,11 @@ class EvalPool(Service):
             proc.retired = True
             proc.writer.close()  # EOF: the process returns from its loop
         for proc in processes:
-            await asyncio.to_thread(proc.process.join, 5)
-            if proc.process.is_alive():
-                proc.process.kill()
-                await asyncio.to_thread(proc.process.join)
+            try:
+                await asyncio.wait_for(proc.process.wait(), 5)
+            except TimeoutError:
+                _kill(proc.process)
+                await proc.process.wait()
         for job in [*self._queue, *(j for p in processes for j in p.pending)]:
             job.future.cancel()
         self._queue.clear()
@@ -138,12 +145,23 @@ class EvalPool(Service):
 
     async def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
-        process = self._context.Process(
-            target=serve, args=(theirs, self.spec), name="postee-evaluator", daemon=True
-        )
-        process.start()
-        theirs.close()
+        fd = theirs.fileno()
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, _PYTHONPATH]))}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "streams.evaluator",
+                str(fd),
+                pass_fds=[fd],
+                stdin=asyncio.subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours)
+        spec = pickle.dumps(self.spec, pickle.HIGHEST_PROTOCOL)
+        writer.write(HEADER.pack(len(spec)) + spec)
         proc = _Process(process, writer)
         self._processes.append(proc)
         self.add_future(self._read(proc, reader))
@@ -205,7 +223,7 @@ class EvalPool(Service):
         proc.kill_reason = (
             f"evaluation took longer than {self._timeout_ms} ms (POSTEE_EVAL_TIMEOUT_MS)"
         )
-        proc.process.kill()  # the reader sees EOF and calls _lost
+        _kill(proc.process)  # the reader sees EOF and calls _lost
 
     async def _lost(self, proc: _Process) -> None:
         if proc.retired:
@@ -215,10 +233,15 @@ class EvalPool(Service):
         proc.writer.close()
         if proc in self._processes:
             self._processes.remove(proc)
-        if proc.process.is_alive():
-            proc.process.kill()
-        await asyncio.to_thread(proc.process.join)
-        reason = proc.kill_reason or _death(proc.process.exitcode)
+        if proc.process.returncode is None and proc.kill_reason is None:
+            # EOF without a kill of ours: it is dying; give it a moment to say how.
+            try:
+                await asyncio.wait_for(proc.process.wait(), 5)
+            except TimeoutError:
+                _kill(proc.process)
+        _kill(proc.process)
+        await proc.process.wait()
+        reason = proc.kill_reason or _death(proc.process.returncode)
         if not proc.ready:  # a broken setup, not an event: do not respawn in a loop
             log.error("an evaluator process failed to start: %s", reason)
             if self._started_all is not None and not self._started_all.done():
@@ -250,6 +273,12 @@ class EvalPool(Service):
 
 def _failure(job: _Job, error: str) -> object:
     return Evaluation(error=error) if job.kind == "event" else ("error", error)
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
 
 
 def _death(exitcode: int | None) -> str:

@@ -229,29 +229,33 @@ def _full_text(raw: bytes, payload: object) -> rego.Encoded:
     return rego.Encoded(raw.decode("utf-8"))
 
 
-def serve(sock: socket.socket, spec: EngineSpec) -> None:
-    """Entry point of an evaluator process: compile, then answer jobs until EOF."""
+def serve(fd: int) -> None:
+    """An evaluator process (`python -m streams.evaluator FD`, started by the pool): read
+    the spec from the socket FD, compile, then answer jobs until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     threading.stack_size(STACK_BYTES)
-    engine = threading.Thread(target=_answer_jobs, args=(sock, spec), name="rego-engine")
+    sock = socket.socket(fileno=fd)
+    engine = threading.Thread(target=_answer_jobs, args=(sock,), name="rego-engine")
     engine.start()
     engine.join()
 
 
-def _answer_jobs(sock: socket.socket, spec: EngineSpec) -> None:
+def _answer_jobs(sock: socket.socket) -> None:
     def send(message: object) -> None:
         body = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         sock.sendall(HEADER.pack(len(body)) + body)
 
-    evaluator = Evaluator(spec)
-    send((READY, None))
-    stream = sock.makefile("rb")
-    while True:
+    def receive() -> Any:
         header = stream.read(HEADER.size)
         if len(header) < HEADER.size:
-            return  # the worker closed its end: stop
-        body = stream.read(HEADER.unpack(header)[0])
-        job_id, kind, first, second = pickle.loads(body)  # noqa: S301 - from our worker
+            return None  # the worker closed its end
+        return pickle.loads(stream.read(HEADER.unpack(header)[0]))  # noqa: S301 - our worker
+
+    stream = sock.makefile("rb")
+    evaluator = Evaluator(receive())
+    send((READY, None))
+    while (job := receive()) is not None:
+        job_id, kind, first, second = job
         result: object
         if kind == "event":
             result = evaluator.evaluate(first, second)
@@ -262,3 +266,11 @@ def _answer_jobs(sock: socket.socket, spec: EngineSpec) -> None:
             except Exception as exc:  # the caller reports it
                 result = ("error", str(exc))
         send((job_id, result))
+
+
+if __name__ == "__main__":
+    import sys
+
+    from streams import evaluator as _self  # one copy of the classes the pool pickles
+
+    _self.serve(int(sys.argv[1]))
