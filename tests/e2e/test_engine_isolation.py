@@ -1,0 +1,197 @@
+"""The Rego engine runs outside the worker's event loop: events that would crash it or
+stall it are refused or contained, the worker stays up, and the stream goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.kafka_support import DEADLINE_S, Worker, open_reader, start_worker, value
+
+pytestmark = pytest.mark.kafka
+
+CFG = """
+routes:
+  - name: names
+    input: regex.match("^[a-z0-9-]+$", input.name)
+    actions: [noop]
+  - name: marker
+    input: input.marker == true
+    actions: [noop]
+  - name: slow
+    input: |
+      input.slow == true
+      count([x | some x in numbers.range(1, 100000000)]) > 0
+    actions: [noop]
+actions:
+  - {name: noop, type: exec, enable: true, exec-script: "true"}
+"""
+
+
+@pytest.fixture(scope="module")
+def config(module_tmp: Path) -> Path:
+    path = module_tmp / "cfg.yaml"
+    path.write_text(textwrap.dedent(CFG))
+    return path
+
+
+@pytest.fixture
+def worker(bootstrap: str, config: Path, log_dir: Path) -> Iterator[Worker]:
+    env = {"POSTEE_EVAL_WORKERS": "2", "POSTEE_EVAL_TIMEOUT_MS": "60000"}
+    handle = start_worker(bootstrap, config, log_dir, "engine", extra_env=env)
+    yield handle
+    handle.stop()
+
+
+def evaluators(worker: Worker) -> list[int]:
+    """Pids of the worker's evaluator processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == worker.process.pid and b"streams.evaluator" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def wait_until_busy(worker: Worker, exclude: set[int]) -> list[int]:
+    """The worker's evaluators once one of them (not in `exclude`) burns CPU on a job."""
+    end = time.monotonic() + DEADLINE_S
+    while time.monotonic() < end:
+        pids = [p for p in evaluators(worker) if p not in exclude]
+        if len(pids) == 2 and any(cpu_ticks(p) > 100 for p in pids):  # > 1 s of CPU
+            return pids
+        time.sleep(0.1)  # poll interval while the engine works
+    raise AssertionError(f"no evaluator became busy:\n{worker.log()[-3000:]}")
+
+
+async def routed_and_dlq(worker: Worker, event_id: str) -> tuple[dict, dict]:
+    outcomes = await open_reader(worker.bootstrap, worker.topic("outcomes"))
+    dlq = await open_reader(worker.bootstrap, worker.topic("dlq"))
+    try:
+        (routed,) = await outcomes.wait_for(
+            lambda m: value(m)["kind"] == "routed" and value(m)["event_id"] == event_id
+        )
+        (dead,) = await dlq.wait_for(lambda m: value(m)["event_id"] == event_id)
+    finally:
+        await outcomes.consumer.stop()
+        await dlq.consumer.stop()
+    return value(routed), value(dead)
+
+
+async def executed(worker: Worker, event_id: str) -> dict:
+    outcomes = await open_reader(worker.bootstrap, worker.topic("outcomes"))
+    try:
+        (outcome,) = await outcomes.wait_for(
+            lambda m: value(m)["kind"] == "outcome" and value(m)["event_id"] == event_id
+        )
+    finally:
+        await outcomes.consumer.stop()
+    return value(outcome)
+
+
+async def produce_on_partition_0(worker: Worker, *events: dict) -> list[str]:
+    """Produce straight to partition 0 of the events topic; the ids the router gives them."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=worker.bootstrap, acks="all")
+    await producer.start()
+    try:
+        placed = [
+            await producer.send_and_wait(
+                worker.topic("events"), json.dumps(e).encode(), partition=0
+            )
+            for e in events
+        ]
+    finally:
+        await producer.stop()
+    return [f"{m.topic}:{m.partition}:{m.offset}" for m in placed]
+
+
+async def test_a_50_kb_string_under_regex_is_refused_and_the_partition_goes_on(
+    worker: Worker, bootstrap: str, config: Path, log_dir: Path
+) -> None:
+    bad, marker = await produce_on_partition_0(worker, {"name": "a" * 50_000}, {"marker": True})
+    routed, dead = await routed_and_dlq(worker, bad)
+    reason = "input refused: event has a string longer than 32768 bytes (POSTEE_MAX_STRING_BYTES)"
+    assert routed["error"] == reason and routed["routes"] == []
+    assert dead["stage"] == "route" and dead["reason"] == reason
+    assert (await executed(worker, marker))["status"] == "succeeded"
+    assert worker.process.poll() is None
+    # A restart (with the event possibly redelivered) does not crash either.
+    assert worker.stop() == 0
+    again = start_worker(bootstrap, config, log_dir, "engine", prefix=worker.prefix)
+    try:
+        (after,) = await produce_on_partition_0(again, {"marker": True})
+        assert (await executed(again, after))["status"] == "succeeded"
+        assert again.process.poll() is None
+    finally:
+        again.stop()
+
+
+async def test_a_200000_value_array_does_not_stall_the_worker(worker: Worker) -> None:
+    slow_pings: list[float] = []
+    stop = threading.Event()
+
+    def ping() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set():
+                started = time.monotonic()
+                assert client.get(worker.base_url + "/ping").status_code == 200
+                if (took := time.monotonic() - started) >= 1:
+                    slow_pings.append(took)
+
+    pinger = threading.Thread(target=ping)
+    pinger.start()
+    try:
+        body = json.dumps({"numbers": [7] * 200_000}, separators=(",", ":"))
+        assert len(body) > 400_000
+        response = httpx.post(worker.base_url + "/", content=body, timeout=30)
+        big = response.json()["id"]
+        after = httpx.post(worker.base_url + "/", json={"marker": True}, timeout=30).json()["id"]
+        routed, dead = await routed_and_dlq(worker, big)
+        assert "more than 20000 JSON values (POSTEE_MAX_INPUT_VALUES)" in routed["error"]
+        assert dead["stage"] == "route"
+        assert (await executed(worker, after))["status"] == "succeeded"
+    finally:
+        stop.set()
+        pinger.join()
+    assert slow_pings == []
+
+
+async def test_evaluators_killed_mid_event_retry_once_then_dead_letter(worker: Worker) -> None:
+    (slow,) = await produce_on_partition_0(worker, {"slow": True})
+    first = wait_until_busy(worker, exclude=set())
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    # The event is retried once, on a fresh evaluator: kill that one too.
+    for pid in wait_until_busy(worker, exclude=set(first)):
+        os.kill(pid, signal.SIGKILL)
+    routed, dead = await routed_and_dlq(worker, slow)
+    assert routed["error"].startswith("evaluator failed twice on this event")
+    assert "killed by SIGKILL" in dead["reason"] and dead["stage"] == "route"
+    (marker,) = await produce_on_partition_0(worker, {"marker": True})
+    assert (await executed(worker, marker))["status"] == "succeeded"
+    assert worker.process.poll() is None
