@@ -8,6 +8,7 @@ turn all of them into `EngineFailure(text)`, and silence the engine's own printi
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import regopy
 
 __all__ = [
+    "JSONFORMAT",
     "Encoded",
     "EngineFailure",
     "OneThread",
@@ -23,8 +25,27 @@ __all__ = [
     "new_interpreter",
     "node_text",
     "query",
+    "rewrite",
     "set_input",
+    "with_jsonformat",
 ]
+
+#: `jsonformat(x)`, a built-in Postee registers and rego-cpp lacks, as a Rego function that
+#: `with_jsonformat` appends to a module calling it: Postee's Go `json.MarshalIndent(x, "",
+#: " ")`: keys sorted, one-space indent, and `<`, `>`, `&` escaped as Go's encoder does
+#: (OPA escapes them already, so the function gives the same text under both engines).
+JSONFORMAT = (
+    "__postee_jsonformat(x) := strings.replace_n("
+    '{"<": `\\u003c`, ">": `\\u003e`, "&": `\\u0026`}, '
+    'json.marshal_with_options(x, {"pretty": true, "indent": " "}))'
+)
+_JSONFORMAT = re.compile(r"(?<![\w.])jsonformat\s*\(")
+_BRACKET_REF = re.compile(r'((?:[A-Za-z_]\w*)(?:\.[A-Za-z_]\w*|\["[^"\\\n]*"\])*)\[_\]')
+_BODY_OPENER = re.compile(
+    r"^\s*(?:\}\s*else\b.*|[A-Za-z_][\w.]*(?:\[[^\]]*\])?(?:\s+contains\s+\S+)?"
+    r"(?:\s*(?::=|=)\s*\S+)?(?:\s+if)?)\s*\{\s*$"
+)
+_ONE_LINE = re.compile(r"^(\s*[A-Za-z_][\w.\[\]\" ]*?(?:\s+if\s*\{|\s*\{|\s+if)\s)(.*)$")
 
 
 class EngineFailure(Exception):
@@ -76,12 +97,94 @@ def set_input(interpreter: regopy.Interpreter, document: object) -> None:
     interpreter.set_input_term(encoded.text)
 
 
+def rewrite(text: str) -> str:
+    """Forms of upstream Rego that rego-cpp lacks, rewritten line by line (line numbers
+    are kept, so error locations still point at the user's line):
+
+    - `jsonformat(x)` (a Postee built-in) calls the module's own copy (`with_jsonformat`);
+    - in a rule body, a `[_]` reference passed to a function, `contains(x, names[_])`,
+      which rego-cpp refuses ("Invalid bracket argument"), is bound first:
+      `__pb1 := names[_]; contains(x, __pb1)`. The same meaning: some element makes the
+      call true. Not rewritten (and so reported by `postee validate` with this advice):
+      such a reference under `not`, in a comprehension or in a rule head.
+    """
+    text = with_jsonformat(text)
+    if "[_]" not in text:
+        return text
+    lines, blocks, counter = text.split("\n"), list[bool](), [0]
+    for number, line in enumerate(lines):
+        in_body = bool(blocks) and blocks[-1]
+        one_line = _ONE_LINE.match(line) if not line.rstrip().endswith("{") else None
+        if in_body or one_line:
+            if one_line and not in_body:
+                head, rest = one_line.group(1), one_line.group(2)
+                hoisted = _hoist(rest, counter)
+                if hoisted != rest and not head.rstrip().endswith("{"):
+                    hoisted = "{ " + hoisted + " }"  # `if a; b` needs braces
+                lines[number] = head + hoisted
+            else:
+                start = len(line) - len(line.lstrip())
+                lines[number] = line[:start] + _hoist(line[start:], counter)
+        if line.rstrip().endswith("{"):
+            blocks.append(bool(_BODY_OPENER.match(line)))
+        blocks = blocks[: max(0, len(blocks) - _closers(line))]
+    return "\n".join(lines)
+
+
+def with_jsonformat(text: str) -> str:
+    """The module with `jsonformat(...)` calls pointed at JSONFORMAT, appended once."""
+    renamed = _JSONFORMAT.sub("__postee_jsonformat(", text)
+    return renamed if renamed == text else f"{renamed}\n{JSONFORMAT}\n"
+
+
+def _closers(line: str) -> int:
+    """Blocks a line closes beyond those it opens (a trailing `{` counted as pushed)."""
+    opened = line.count("{") - (1 if line.rstrip().endswith("{") else 0)
+    return max(0, line.count("}") - opened)
+
+
+def _hoist(expression: str, counter: list[int]) -> str:
+    stripped = expression.lstrip()
+    if "|" in expression or stripped.startswith(("not ", "#", "default ", "some ", "every ")):
+        return expression
+    bound, out, last = [], [], 0
+    for match in _BRACKET_REF.finditer(expression):
+        if not _inside_call_only(expression[: match.start()]):
+            continue
+        counter[0] += 1
+        name = f"__pb{counter[0]}"
+        bound.append(f"{name} := {match.group(0)}; ")
+        out.append(expression[last : match.start()] + name)
+        last = match.end()
+    if not bound:
+        return expression
+    return "".join(bound) + "".join(out) + expression[last:]
+
+
+def _inside_call_only(prefix: str) -> bool:
+    """Whether the position after `prefix` is inside parentheses and no literal."""
+    stack: list[str] = []
+    quoted = False
+    previous = ""
+    for char in prefix:
+        if quoted:
+            quoted = not (char == '"' and previous != "\\")
+        elif char == '"':
+            quoted = True
+        elif char in "([{":
+            stack.append(char)
+        elif char in ")]}" and stack:
+            stack.pop()
+        previous = char
+    return bool(stack) and all(opener == "(" for opener in stack)
+
+
 def build(modules: Sequence[tuple[str, str]], entrypoints: Sequence[str]) -> regopy.Bundle:
-    """Compile (name, text) modules into a bundle with these entrypoints."""
+    """Compile (name, text) modules, each `rewrite`n, into a bundle."""
     builder = new_interpreter()
     try:
         for name, text in modules:
-            builder.add_module(name, text)
+            builder.add_module(name, rewrite(text))
         bundle = builder.build(None, list(entrypoints))
     except regopy.RegoError as exc:
         raise EngineFailure(str(exc)) from None
