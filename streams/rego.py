@@ -102,13 +102,16 @@ def rewrite(text: str) -> str:
     are kept, so error locations still point at the user's line):
 
     - `jsonformat(x)` (a Postee built-in) calls the module's own copy (`with_jsonformat`);
+    - `sprintf("a %s b %d", [x, y])` with two or more arguments becomes
+      `concat("", ["a ", sprintf("%s", [x]), " b ", sprintf("%d", [y])])`: rego-cpp's
+      sprintf, given several arguments, prints computed strings with their quotes;
     - in a rule body, a `[_]` reference passed to a function, `contains(x, names[_])`,
       which rego-cpp refuses ("Invalid bracket argument"), is bound first:
       `__pb1 := names[_]; contains(x, __pb1)`. The same meaning: some element makes the
       call true. Not rewritten (and so reported by `postee validate` with this advice):
       such a reference under `not`, in a comprehension or in a rule head.
     """
-    text = with_jsonformat(text)
+    text = _split_sprintf(with_jsonformat(text))
     if "[_]" not in text:
         return text
     lines, blocks, counter = text.split("\n"), list[bool](), [0]
@@ -129,6 +132,64 @@ def rewrite(text: str) -> str:
             blocks.append(bool(_BODY_OPENER.match(line)))
         blocks = blocks[: max(0, len(blocks) - _closers(line))]
     return "\n".join(lines)
+
+
+_SPRINTF = re.compile(r'(?<![\w.])sprintf\s*\(\s*"((?:[^"\\\n]|\\.)*)"\s*,\s*\[')
+_VERB = re.compile(r"%%|%[-+# 0]*\d*(?:\.\d+)?[a-zA-Z]")
+
+
+def _split_sprintf(text: str) -> str:
+    out, last = [], 0
+    for match in _SPRINTF.finditer(text):
+        if match.start() < last:
+            continue
+        args, end = _array_items(text, match.end())
+        close = re.compile(r"\s*\)").match(text, end) if end >= 0 else None
+        verbs = [v for v in _VERB.finditer(match.group(1)) if v.group(0) != "%%"]
+        if close is None or len(args) < 2 or len(verbs) != len(args):
+            continue
+        pieces, at = [], 0
+        for verb, arg in zip(verbs, args, strict=True):
+            if verb.start() > at:
+                pieces.append(f'"{match.group(1)[at : verb.start()]}"')
+            pieces.append(f'sprintf("{verb.group(0)}", [{arg}])')
+            at = verb.end()
+        if at < len(match.group(1)):
+            pieces.append(f'"{match.group(1)[at:]}"')
+        literal = [p.replace("%%", "%") if not p.startswith("sprintf") else p for p in pieces]
+        joined = ", ".join(literal)
+        lost = text.count("\n", match.start(), close.end()) - joined.count("\n")
+        # Keep line numbers: the lost newlines go inside the brackets, where they are blanks.
+        out.append(text[last : match.start()] + f'concat("", [{joined}{chr(10) * lost}])')
+        last = close.end()
+    return "".join(out) + text[last:]
+
+
+def _array_items(text: str, start: int) -> tuple[list[str], int]:
+    """The top-level items of the array literal opened just before `start`, and the
+    index after its `]` (-1 when it does not close)."""
+    items, depth, quoted, begin, index = [], 0, False, start, start
+    while index < len(text):
+        char = text[index]
+        if quoted:
+            if char == "\\":
+                index += 1
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char in "([{":
+            depth += 1
+        elif char in ")}" or (char == "]" and depth > 0):
+            depth -= 1
+        elif char == "]":
+            items.append(text[begin:index])
+            return [i.strip() for i in items if i.strip()], index + 1
+        elif char == "," and depth == 0:
+            items.append(text[begin:index])
+            begin = index + 1
+        index += 1
+    return [], -1
 
 
 def with_jsonformat(text: str) -> str:
