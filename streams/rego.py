@@ -105,13 +105,19 @@ def rewrite(text: str) -> str:
     - `sprintf("a %s b %d", [x, y])` with two or more arguments becomes
       `concat("", ["a ", sprintf("%s", [x]), " b ", sprintf("%d", [y])])`: rego-cpp's
       sprintf, given several arguments, prints computed strings with their quotes;
+    - `sort(x)` becomes `[__psN | __psN := sort(x)[_]]`, the same array: rego-cpp's
+      `array.concat` is undefined when given `sort` of a set directly;
+    - in a comprehension, `some k, v in x` (x a reference), which rego-cpp cannot parse
+      there ("Invalid collection"), becomes `v := x[k]` (k and v must not be bound
+      outside the comprehension, as with `some`);
     - in a rule body, a `[_]` reference passed to a function, `contains(x, names[_])`,
       which rego-cpp refuses ("Invalid bracket argument"), is bound first:
       `__pb1 := names[_]; contains(x, __pb1)`. The same meaning: some element makes the
       call true. Not rewritten (and so reported by `postee validate` with this advice):
       such a reference under `not`, in a comprehension or in a rule head.
     """
-    text = _split_sprintf(with_jsonformat(text))
+    text = _wrap_sort(_split_sprintf(with_jsonformat(text)))
+    text = "\n".join(_comprehension_some(line) for line in text.split("\n"))
     if "[_]" not in text:
         return text
     lines, blocks, counter = text.split("\n"), list[bool](), [0]
@@ -163,6 +169,60 @@ def _split_sprintf(text: str) -> str:
         out.append(text[last : match.start()] + f'concat("", [{joined}{chr(10) * lost}])')
         last = close.end()
     return "".join(out) + text[last:]
+
+
+_SOME_KV = re.compile(
+    r"\bsome\s+([A-Za-z_]\w*)\s*,\s*([A-Za-z_]\w*)\s+in\s+"
+    r'([A-Za-z_][\w.]*(?:\[(?:"[^"\n]*"|\w+)\])*)'
+)
+
+
+def _comprehension_some(line: str) -> str:
+    bar = line.find("|")
+    if bar < 0:
+        return line
+    return line[:bar] + _SOME_KV.sub(r"\2 := \3[\1]", line[bar:])
+
+
+_SORT = re.compile(r"(?<![\w.])sort\s*\(")
+
+
+def _wrap_sort(text: str) -> str:
+    out, last, counter = [], 0, 0
+    for match in _SORT.finditer(text):
+        if match.start() < last:
+            continue  # inside a sort already wrapped: left as it is
+        end = _call_end(text, match.end())
+        if end < 0:
+            continue
+        counter += 1
+        name = f"__ps{counter}"
+        call = text[match.start() : end]
+        out.append(f"{text[last : match.start()]}[{name} | {name} := {call}[_]]")
+        last = end
+    return "".join(out) + text[last:]
+
+
+def _call_end(text: str, start: int) -> int:
+    """The index after the `)` closing the call opened just before `start`; -1 if none."""
+    depth, quoted, index = 1, False, start
+    while index < len(text):
+        char = text[index]
+        if quoted:
+            if char == "\\":
+                index += 1
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+        index += 1
+    return -1
 
 
 def _array_items(text: str, start: int) -> tuple[list[str], int]:

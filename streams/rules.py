@@ -51,6 +51,8 @@ _LOCATION = re.compile(r"\d+:(r\d+/\w+\.rego)\|(\d+)\|")
 _HINTS = {
     "Invalid bracket argument": "rego-cpp cannot pass a `[_]` reference straight to a"
     " built-in; bind it first: `some x in input.list; startswith(x.id, ...)`",
+    "Invalid collection": "rego-cpp cannot read `some k, v in x` inside a comprehension;"
+    " write `v := x[k]` there instead",
 }
 
 

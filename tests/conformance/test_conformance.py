@@ -32,6 +32,10 @@ OPERATOR = "upstream/trivy-operator-input.json"
 TRACEE = ["tracee/trc-2-anti-debugging.json", "tracee/trc-7-ld-preload.json"]
 ALL = [AQUA, "upstream/all-in-one-image.json", TRIVY, OPERATOR, *TRACEE]
 
+#: Cases where rego-cpp 1.5.2 (regopy) still differs from OPA; strict xfails, so a fixed
+#: engine turns them into failures to remove from here.
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
+
 #: (template package, samples)
 TEMPLATE_CASES = [
     ("conformance.raw.json", ALL),
@@ -105,12 +109,15 @@ def ours(package: str, raw: bytes) -> dict[str, Any]:
     return dict(evaluation.rendered[package])
 
 
-def expected_text(value: Any) -> Any:
-    return value
-
-
 @pytest.mark.parametrize(
-    ("package", "name"), [(p, s) for p, samples in TEMPLATE_CASES for s in samples]
+    ("package", "name"),
+    [
+        pytest.param(p, s, marks=[pytest.mark.xfail(reason=KNOWN_GAPS[p, s], strict=True)])
+        if (p, s) in KNOWN_GAPS
+        else (p, s)
+        for p, samples in TEMPLATE_CASES
+        for s in samples
+    ],
 )
 def test_template_gives_opas_result(opa: Path, tmp_path: Path, package: str, name: str) -> None:
     raw, document = sample(name)
