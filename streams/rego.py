@@ -105,8 +105,8 @@ def rewrite(text: str) -> str:
     - `sprintf("a %s b %d", [x, y])` with two or more arguments becomes
       `concat("", ["a ", sprintf("%s", [x]), " b ", sprintf("%d", [y])])`: rego-cpp's
       sprintf, given several arguments, prints computed strings with their quotes;
-    - `sort(x)` becomes `[__psN | __psN := sort(x)[_]]`, the same array: rego-cpp's
-      `array.concat` is undefined when given `sort` of a set directly;
+    - `sort(name)` becomes `[__psN | __psN := sort(name)[_]]`, the same array:
+      rego-cpp's `array.concat` is undefined when given `sort` of a set directly;
     - in a comprehension, `some k, v in x` (x a reference), which rego-cpp cannot parse
       there ("Invalid collection"), becomes `v := x[k]` (k and v must not be bound
       outside the comprehension, as with `some`);
@@ -184,45 +184,18 @@ def _comprehension_some(line: str) -> str:
     return line[:bar] + _SOME_KV.sub(r"\2 := \3[\1]", line[bar:])
 
 
-_SORT = re.compile(r"(?<![\w.])sort\s*\(")
+_SORT = re.compile(r"(?<![\w.])sort\(\s*([A-Za-z_][\w.]*)\s*\)")
 
 
 def _wrap_sort(text: str) -> str:
-    out, last, counter = [], 0, 0
-    for match in _SORT.finditer(text):
-        if match.start() < last:
-            continue  # inside a sort already wrapped: left as it is
-        end = _call_end(text, match.end())
-        if end < 0:
-            continue
-        counter += 1
-        name = f"__ps{counter}"
-        call = text[match.start() : end]
-        out.append(f"{text[last : match.start()]}[{name} | {name} := {call}[_]]")
-        last = end
-    return "".join(out) + text[last:]
+    """`sort(name)` of a rule or variable (a set, typically) as a comprehension."""
+    counter = iter(range(1, 1 << 30))
 
+    def wrap(match: re.Match[str]) -> str:
+        name = f"__ps{next(counter)}"
+        return f"[{name} | {name} := {match.group(0)}[_]]"
 
-def _call_end(text: str, start: int) -> int:
-    """The index after the `)` closing the call opened just before `start`; -1 if none."""
-    depth, quoted, index = 1, False, start
-    while index < len(text):
-        char = text[index]
-        if quoted:
-            if char == "\\":
-                index += 1
-            elif char == '"':
-                quoted = False
-        elif char == '"':
-            quoted = True
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-            if depth == 0:
-                return index + 1
-        index += 1
-    return -1
+    return _SORT.sub(wrap, text)
 
 
 def _array_items(text: str, start: int) -> tuple[list[str], int]:
