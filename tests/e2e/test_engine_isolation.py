@@ -3,6 +3,7 @@ stall it are refused or contained, the worker stays up, and the stream goes on."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.kafka_support import DEADLINE_S, Worker, open_reader, start_worker, value
 
@@ -194,4 +197,98 @@ async def test_evaluators_killed_mid_event_retry_once_then_dead_letter(worker: W
     assert "killed by SIGKILL" in dead["reason"] and dead["stage"] == "route"
     (marker,) = await produce_on_partition_0(worker, {"marker": True})
     assert (await executed(worker, marker))["status"] == "succeeded"
+    assert worker.process.poll() is None
+
+
+FUZZ_CFG = """
+routes:
+  - name: regex
+    input: regex.match("^[a-z0-9-]+$", input.name)
+    actions: [noop]
+  - name: sprintf
+    input: sprintf("%s/%v", [input.name, input.n]) == "a/1"
+    actions: [noop]
+  - name: contains
+    input: contains(input.image, {"nginx", "alpine"}[_])
+    actions: [noop]
+  - name: iterate
+    input: |
+      some tag in input.tags
+      regex.match("^pci-[0-9]+$", tag)
+    actions: [noop]
+  - name: marker
+    input: input.marker == true
+    actions: [noop]
+actions:
+  - {name: noop, type: exec, enable: true, exec-script: "true"}
+"""
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+    | st.sampled_from(["a", "nginx:1", "pci-12", "a" * 40_000, "é" * 9_000, "\\\\", '"'])
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=6), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+fuzz_events = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": json_values,
+        "n": json_values,
+        "image": json_values,
+        "tags": st.lists(json_values, max_size=6) | json_values,
+        "bulk": st.sampled_from([[1] * 25_000, list(range(50))]),
+        "extra": json_values,
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_worker(bootstrap: str, module_tmp: Path, log_dir: Path) -> Iterator[Worker]:
+    path = module_tmp / "fuzz.yaml"
+    path.write_text(textwrap.dedent(FUZZ_CFG))
+    handle = start_worker(bootstrap, path, log_dir, "engine-fuzz")
+    yield handle
+    handle.stop()
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+@given(events=st.lists(fuzz_events, min_size=10, max_size=25))
+def test_fuzzed_events_are_each_accounted_for(fuzz_worker: Worker, events: list[dict]) -> None:
+    asyncio.run(_fuzz(fuzz_worker, events))
+
+
+async def _fuzz(worker: Worker, events: list[dict]) -> None:
+    ids = await produce_on_partition_0(worker, *events, {"marker": True})
+    outcomes = await open_reader(worker.bootstrap, worker.topic("outcomes"))
+    try:
+        await outcomes.wait_for(
+            lambda m: value(m)["kind"] == "outcome" and value(m)["event_id"] == ids[-1]
+        )
+        routed = {
+            value(m)["event_id"]: value(m) for m in outcomes.seen if value(m)["kind"] == "routed"
+        }
+    finally:
+        await outcomes.consumer.stop()
+    assert set(ids) <= set(routed)  # every event has its routed record, in order before the marker
+    for event_id in ids[:-1]:
+        record = routed[event_id]
+        assert record["error"] is None or record["error"].startswith(
+            ("input refused", "rule evaluation failed")
+        )
     assert worker.process.poll() is None
