@@ -23,7 +23,7 @@ from pathlib import Path
 
 import regopy
 
-from streams import rego
+from streams import rego, rego_compat
 
 __all__ = [
     "MAX_INPUT_DEPTH",
@@ -171,7 +171,7 @@ def _explain(text: str, modules: Sequence[_Module], route: str = "") -> list[Rul
             errors.append(RuleCompileError(route, message + hint, file))
             continue
         module = by_name[at.group(1)]
-        before = rego.rewrite(module.text).encode()[: int(at.group(2))]
+        before = rego_compat.rewrite(module.text).encode()[: int(at.group(2))]
         line = before.count(b"\n") + 1 - module.header_lines
         column = len(before) - before.rfind(b"\n")
         where = f" (line {line}, column {column})"

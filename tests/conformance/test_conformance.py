@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from streams import rego
+from streams import rego_compat
 from streams.config import Template
 from streams.evaluator import EngineSpec, Evaluator
 from streams.rules import RouteMatcher, RouteRule
@@ -77,7 +77,7 @@ def opa_eval(opa: Path, policies: list[Path], document: Any, query: str, tmp: Pa
     args = [str(opa), "eval", "--v0-compatible", "--format", "json", "--stdin-input", query]
     for number, policy in enumerate(policies):
         copy = tmp / f"{number}-{policy.name}"
-        copy.write_text(rego.with_jsonformat(policy.read_text()))  # OPA lacks it as well
+        copy.write_text(rego_compat.with_jsonformat(policy.read_text()))  # OPA lacks it as well
         args += ["-d", str(copy)]
     out = subprocess.run(
         args, input=json.dumps(document), capture_output=True, text=True, timeout=60, check=True

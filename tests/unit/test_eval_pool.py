@@ -123,12 +123,12 @@ async def test_a_batch_renders_through_the_pool(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
     templates.mkdir()
     (templates / "t.rego").write_text(
-        "package t\nimport rego.v1\ntitle := \"one\"\nresult := input.name\n"
+        'package t\nimport rego.v1\ntitle := "one"\nresult := input.name\n'
         'aggregation_pkg := "t.batch"\n'
     )
     (templates / "b.rego").write_text(
-        "package t.batch\nimport rego.v1\ntitle := \"batch\"\n"
-        "result := concat(\",\", [m.title | some m in input])\n"
+        'package t.batch\nimport rego.v1\ntitle := "batch"\n'
+        'result := concat(",", [m.title | some m in input])\n'
     )
     spec = spec_of(
         "routes: [{name: r, template: t, actions: [a]}]\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams import rego
+from streams import rego_compat
 from streams.rules import RouteMatcher, RouteRule
 
 
@@ -34,23 +34,18 @@ from streams.rules import RouteMatcher, RouteRule
     ],
 )
 def test_rewrite(before: str, after: str | None) -> None:
-    assert rego.rewrite(before) == (before if after is None else after)
+    assert rego_compat.rewrite(before) == (before if after is None else after)
 
 
 def test_multi_line_sprintf_keeps_line_numbers() -> None:
     text = 'r := sprintf("<tr>%s %d</tr>", [\n  f(a, b),\n  n,\n])\nq := 1'
-    rewritten = rego.rewrite(text)
+    rewritten = rego_compat.rewrite(text)
     assert rewritten.count("\n") == text.count("\n")
     assert rewritten.endswith("q := 1")
 
 
 def test_jsonformat_is_postees_pretty_json() -> None:
-    matcher = RouteMatcher.compile(
-        [
-            RouteRule(
-                "r",
-                'jsonformat({"b": "<&>", "a": [1]}) == "{\\n \\"a\\": [\\n  1\\n ],\\n \\"b\\": \\"\\\\u003c\\\\u0026\\\\u003e\\"\\n}"',
-            )
-        ]
-    )
+    expected = '"{\\n \\"a\\": [\\n  1\\n ],\\n \\"b\\": \\"\\\\u003c\\\\u0026\\\\u003e\\"\\n}"'
+    rule = 'jsonformat({"b": "<&>", "a": [1]}) == ' + expected
+    matcher = RouteMatcher.compile([RouteRule("r", rule)])
     assert matcher.evaluate({}) == {"r"}

@@ -54,9 +54,7 @@ async def app(tmp_path: Path):
     path.write_text(textwrap.dedent(CFG))
     cfg = config.load(path)
     matcher = RouteMatcher.compile([r.as_rule() for r in cfg.routes])
-    settings = Settings.from_env(
-        {"POSTEE_TOPIC_PREFIX": "unit", "POSTEE_MAX_INPUT_VALUES": "50"}
-    )
+    settings = Settings.from_env({"POSTEE_TOPIC_PREFIX": "unit", "POSTEE_MAX_INPUT_VALUES": "50"})
     app = create_app(settings, cfg, matcher)
     router.install(app)
     app.engine = ExplodingEngine(EngineSpec.of(cfg, matcher, TemplateRenderer({})))
