@@ -209,7 +209,9 @@ routes:
     input: sprintf("%s/%v", [input.name, input.n]) == "a/1"
     actions: [noop]
   - name: contains
-    input: contains(input.image, {"nginx", "alpine"}[_])
+    input: |
+      names := {"nginx", "alpine"}
+      contains(input.image, names[_])
     actions: [noop]
   - name: iterate
     input: |
