@@ -34,6 +34,7 @@ def build_worker(cfg: Path, bootstrap: str, prefix: str, loglevel: str) -> faust
         kafka=KafkaSettings(bootstrap=bootstrap, data_dir=cfg.parent / "faust-data"),
         topics=TopicSettings(prefix=prefix),
         ingest=IngestSettings(enabled=False),
+        engine=Settings.from_env().engine,  # POSTEE_EVAL_WORKERS etc., as `postee run`
     )
     postee_config, matcher, renderer = _load(settings)  # exactly what `postee run` does
     app = create_app(settings, postee_config, matcher, renderer)

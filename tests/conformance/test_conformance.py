@@ -21,7 +21,7 @@ from streams.config import Template
 from streams.evaluator import EngineSpec, Evaluator
 from streams.rules import RouteMatcher, RouteRule
 from streams.templates import TemplateRenderer
-from tests.conftest import REPO, SAMPLES, missing_service
+from tests.conftest import REPO, SAMPLES, missing_service, service_env
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -58,7 +58,11 @@ FILTER_CASES = sorted(path.name for path in FILTERS.glob("*.rego"))
 
 @pytest.fixture(scope="session")
 def opa() -> Path:
-    """The OPA binary (`scripts/opa build`: cached; a cold build takes minutes)."""
+    """The OPA binary: POSTEE_OPA from .services/env, else `scripts/opa build` (cached;
+    a cold build takes minutes)."""
+    named = service_env().get("POSTEE_OPA")
+    if named and Path(named).is_file():
+        return Path(named)
     try:
         built = subprocess.run(
             [str(REPO / "scripts" / "opa"), "build"],
