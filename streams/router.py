@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Records routed whose output the broker has not acknowledged yet, at most.
 MAX_IN_FLIGHT = 1000
+#: Records larger than this are decoded on a thread, off the event loop.
+THREAD_DECODE_BYTES = 64 * 1024
 
 
 _Routing = tuple[faust.EventT[bytes], "asyncio.Future[list[Message]]"]
@@ -79,19 +81,14 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]
     raw: bytes | None = event.value
     publisher = app.publisher
     try:
-        incoming = records.decode_event(
-            raw,
-            event.headers,
-            topic=event.message.topic,
-            partition=event.message.partition,
-            offset=event.message.offset,
-        )
+        if raw is not None and len(raw) > THREAD_DECODE_BYTES:
+            # Decoding and counting a big record is Python work of up to a second: on a
+            # thread, the event loop still gets the interpreter every switch interval.
+            incoming, refused = await asyncio.to_thread(_decode, app, event)
+        else:
+            incoming, refused = _decode(app, event)
     except EventError as exc:
         return [publisher.dlq_for(raw, stage=exc.stage, reason=exc.reason, event=event)]
-    limits = app.settings.engine
-    refused = evaluator.input_refusal(
-        incoming.payload, limits.max_input_values, limits.max_string_bytes
-    )
     if refused is not None:
         return _route_failure(app, event, incoming, f"input refused: {refused}")
     try:
@@ -108,6 +105,22 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]
         *(publisher.command(c) for c in decision.commands),
         *(publisher.plugin_request(r) for r in decision.plugin_requests),
     ]
+
+
+def _decode(app: PosteeApp, event: faust.EventT[bytes]) -> tuple[records.IncomingEvent, str | None]:
+    """The decoded record, and why the engine must not see it (None when it may)."""
+    incoming = records.decode_event(
+        event.value,
+        event.headers,
+        topic=event.message.topic,
+        partition=event.message.partition,
+        offset=event.message.offset,
+    )
+    limits = app.settings.engine
+    refused = evaluator.input_refusal(
+        incoming.payload, limits.max_input_values, limits.max_string_bytes
+    )
+    return incoming, refused
 
 
 def _route_failure(
