@@ -9,11 +9,12 @@ is raised together as `ConfigErrors`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -90,6 +91,10 @@ class PosteeConfig:
     routes: tuple[Route, ...]
     templates: Mapping[str, Template]
     actions: Mapping[str, Action]
+    #: A hash of the file and its Rego filters: routed records and commands name it, so
+    #: the timeline shows which rules decided, and an action agent can tell a command
+    #: issued under other rules.
+    version: str = "0" * 12
 
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
@@ -97,7 +102,8 @@ class PosteeConfig:
 
 def load(path: Path, rego_filters_path: Path = Path("rego-filters")) -> PosteeConfig:
     """Read, validate and type a config file. Raises `ConfigErrors` listing every problem."""
-    raw = _read_yaml(path)
+    text = _read_text(path)
+    raw = _parse_yaml(path, text)
     errors = list(_schema_errors(path, raw))
     if errors:
         raise ConfigErrors(errors)
@@ -114,7 +120,14 @@ def load(path: Path, rego_filters_path: Path = Path("rego-filters")) -> PosteeCo
     errors = list(_reference_errors(config, raw))
     if errors:
         raise ConfigErrors(errors)
-    return config
+    return replace(config, version=_version(text, routes))
+
+
+def _version(text: str, routes: Sequence[Route]) -> str:
+    digest = hashlib.sha256(text.encode("utf-8"))
+    for rego_file in sorted({f for r in routes for f in r.input_files}):
+        digest.update(b"\x00" + str(rego_file).encode() + b"\x00" + rego_file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def rule_errors(config: PosteeConfig) -> list[ConfigError]:
@@ -144,11 +157,16 @@ def parse_duration_s(value: int | str) -> int:
 # --- reading and structural checks -------------------------------------------------------
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror or exc}", file=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc.reason}", file=path) from exc
+
+
+def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -122,7 +122,7 @@ def _forward(app: PosteeApp, request: PluginRequest) -> list[Message]:
     route = app.config.route(request.route)
     if route is None:  # the config changed under a queued request: issue plainly
         return [app.publisher.command(c) for c in request.commands]
-    chain = [c for head in request.commands for c in (head, *head.then)]
+    chain = [c for head in request.commands for c in head.expanded()]
     return [
         app.publisher.plugin_request(r)
         for r in plugins.aggregation_requests(route, chain, request.at_ms)

@@ -169,6 +169,7 @@ def batch_command(
         ),
         event_id=f"batch:{batch_id}",
         event={"batch_id": batch_id, "events": [m.event for m in members]},
+        event_ref=None,  # a batch has no single record; members too large are left out
         issued_at=records.utc_now(),
         template={"title": title, "description": description or json.dumps(texts), "url": None},
         template_error=template_error,
