@@ -129,7 +129,10 @@ async def _check_record_limits(
     admin: AIOKafkaAdminClient, names: list[str], record_bytes: int
 ) -> None:
     responses = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name, ["max.message.bytes"]) for name in names]
+        [
+            ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None})
+            for name in names
+        ]
     )
     for response in responses:
         for _code, _message, _type, name, entries in response.resources:
