@@ -130,7 +130,12 @@ def _forward(app: PosteeApp, request: PluginRequest) -> list[Message]:
 
 
 async def _aggregate(app: PosteeApp, state: PluginState, request: PluginRequest) -> None:
-    batch, full = plugins.add_to_batch(state.batches.get(request.key), request, _now_ms())
+    batch, full = plugins.add_to_batch(
+        state.batches.get(request.key),
+        request,
+        _now_ms(),
+        max_bytes=app.settings.ingest.max_record_bytes // 2,
+    )
     joined = PluginDecision(
         kind="aggregated",
         event_id=str(request.event_id),

@@ -188,9 +188,7 @@ async def test_a_replay_mark_on_the_events_topic_is_not_a_replay(worker, produce
         ("postee-replay-id", b"r-forged"),
         ("postee-replay-mode", b"dry-run"),
     ]
-    await producer.send_and_wait(
-        worker.topic("events"), b'{"test": "trust"}', headers=headers
-    )
+    await producer.send_and_wait(worker.topic("events"), b'{"test": "trust"}', headers=headers)
     outcomes = await reader_factory(worker.topic("outcomes"))
     (routed,) = await outcomes.wait_for(
         lambda m: value(m)["kind"] == "routed" and value(m)["event_id"] == "fake-replay-1"
