@@ -4,7 +4,8 @@ resolved only when the action runs; what an action returns is scrubbed of their 
 
 Where references are read (nowhere else, so a shell script's own `$VAR` is left alone):
 
-- `user`, `password`, `token`: the whole value, `$NAME` or `${NAME}` (upstream's keys);
+- `user`, `password`, `token`, `pagerduty-auth-token`, `pagerduty-routing-key`,
+  `dependency-track-api-key`: the whole value, `$NAME` or `${NAME}` (upstream's keys);
 - `env`, `docker-env`: the value of a `K=$NAME` entry;
 - `headers` values and `url`: `${NAME}` anywhere, or a whole value `$NAME`.
 """
@@ -21,7 +22,14 @@ __all__ = ["MissingSecret", "Resolved", "resolve"]
 
 _WHOLE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
 _EMBEDDED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-WHOLE_VALUE_KEYS = ("user", "password", "token")
+WHOLE_VALUE_KEYS = (
+    "user",
+    "password",
+    "token",
+    "pagerduty-auth-token",
+    "pagerduty-routing-key",
+    "dependency-track-api-key",
+)
 ENV_LIST_KEYS = ("env", "docker-env")
 #: Secrets shorter than this are not scrubbed from output: they would blank common text.
 MIN_REDACTED_LENGTH = 4

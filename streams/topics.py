@@ -15,13 +15,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from mode import Service
 
+import actions
 from streams.settings import Settings
 
 __all__ = ["TopicDeclarer", "Topics"]
 
 log = logging.getLogger(__name__)
 
-ACTION_TYPES = ("exec", "http", "docker", "kubernetes")
+#: One command topic per action type the registry knows.
+ACTION_TYPES = tuple(actions.REGISTRY)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""What every action that speaks HTTP shares: which failures are worth another attempt,
+how long a server asks us to wait, and a bounded read of its answer."""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+import time
+
+import httpx
+
+from actions.base import truncate
+
+__all__ = [
+    "KEPT_HEADERS",
+    "MAX_RETRY_AFTER_S",
+    "RETRYABLE_STATUS",
+    "caused_by_tls",
+    "read_excerpt",
+    "retry_after_s",
+    "retryable",
+]
+
+MAX_RETRY_AFTER_S = 300.0
+#: Response headers worth keeping in the outcome.
+KEPT_HEADERS = ("content-type", "content-length", "location", "retry-after", "date", "server")
+RETRYABLE_STATUS = frozenset({408, 429})
+
+
+def retryable(status: int) -> bool:
+    """408, 429 and 5xx: the server may well accept the same request later."""
+    return status >= 500 or status in RETRYABLE_STATUS
+
+
+def caused_by_tls(exc: BaseException) -> bool:
+    """Whether an SSL error is somewhere in the exception's chain (httpx wraps httpcore's)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """`Retry-After` in seconds (a number or an HTTP date), bounded; None when absent."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        seconds = float(value.strip())
+    else:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) or None
+
+
+async def read_excerpt(response: httpx.Response, limit: int) -> tuple[str, bool]:
+    """At most `limit` bytes of the body; the rest is not even downloaded."""
+    kept = b""
+    async for chunk in response.aiter_bytes():
+        kept += chunk
+        if len(kept) > limit:
+            break
+    return truncate(kept, limit)
