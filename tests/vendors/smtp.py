@@ -59,11 +59,7 @@ class _Handler:
         raw = envelope.original_content or envelope.content
         parsed = email.message_from_bytes(bytes(raw), policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
-        user = (
-            session.login_data.decode()
-            if isinstance(session.login_data, bytes)
-            else session.login_data
-        )
+        user = session.auth_data.decode() if isinstance(session.auth_data, bytes) else None
         self.server.received.append(
             Delivered(
                 str(envelope.mail_from),
