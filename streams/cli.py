@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -125,7 +126,8 @@ def run(
 @main.command()
 @click.argument("cfg", required=False)
 def validate(cfg: str | None) -> None:
-    """Check a config file (structure, references, Rego); print every error."""
+    """Check a config file (structure, references, Rego); print every error and warning."""
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     settings = _settings(cfg, None, None)
     config, _, renderer = _load(settings)
     for warning in output_fit.warnings(config, renderer):

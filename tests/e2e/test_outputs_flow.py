@@ -95,14 +95,23 @@ def outputs_config(v: Vendors) -> str:
     aqua-server:
     routes:
       - {{name: slack-trivy, input: input.ArtifactName != "", template: trivy, actions: [slack]}}
-      - {{name: slack-limited, input: input.ArtifactName != "", template: trivy, actions: [slack-rl]}}
-      - {{name: teams-tracee, input: input.SigMetadata.ID != "", template: tracee, actions: [teams]}}
+      - name: slack-limited
+        input: input.ArtifactName != ""
+        template: trivy
+        actions: [slack-rl]
+      - name: teams-tracee
+        input: input.SigMetadata.ID != ""
+        template: tracee
+        actions: [teams]
       - name: teams-operator
         input: input.kind == "VulnerabilityReport"
         template: trivy-operator
         actions: [teams-connector]
       - {{name: email-aqua, input: input.image != "", template: raw-html, actions: [email]}}
-      - {{name: email-refused, input: input.image != "", template: raw-html, actions: [email-bad-password]}}
+      - name: email-refused
+        input: input.image != ""
+        template: raw-html
+        actions: [email-bad-password]
       - name: jira-operator
         input: input.kind == "VulnerabilityReport"
         template: trivy-operator
@@ -114,20 +123,44 @@ def outputs_config(v: Vendors) -> str:
         plugins:
           unique-message-props: [ArtifactName]
           unique-message-timeout: 1m
-      - {{name: jira-refused, input: input.ArtifactName != "", template: trivy, actions: [jira-bad]}}
-      - {{name: webhook-tracee, input: input.SigMetadata.ID != "", template: raw-json, actions: [webhook]}}
-      - {{name: splunk-trivy, input: input.ArtifactName != "", template: raw-json, actions: [splunk]}}
-      - {{name: snow-aqua, input: input.image != "", template: aqua-incident, actions: [servicenow]}}
+      - name: jira-refused
+        input: input.ArtifactName != ""
+        template: trivy
+        actions: [jira-bad]
+      - name: webhook-tracee
+        input: input.SigMetadata.ID != ""
+        template: raw-json
+        actions: [webhook]
+      - name: splunk-trivy
+        input: input.ArtifactName != ""
+        template: raw-json
+        actions: [splunk]
+      - name: snow-aqua
+        input: input.image != ""
+        template: aqua-incident
+        actions: [servicenow]
       - name: pagerduty-tracee
         input: input.SigMetadata.ID != ""
         template: tracee
         actions: [pagerduty]
         plugins:
           unique-message-props: [SigMetadata.ID, Context.hostName]
-      - {{name: opsgenie-tracee, input: input.SigMetadata.ID != "", template: tracee, actions: [opsgenie]}}
-      - {{name: nexus-trivy, input: input.ArtifactName != "", template: cyclonedx, actions: [nexus]}}
-      - {{name: dtrack-trivy, input: input.ArtifactName != "", template: cyclonedx, actions: [dtrack]}}
-      - {{name: stdout-tracee, input: input.SigMetadata.ID != "", template: raw-json, actions: [stdout]}}
+      - name: opsgenie-tracee
+        input: input.SigMetadata.ID != ""
+        template: tracee
+        actions: [opsgenie]
+      - name: nexus-trivy
+        input: input.ArtifactName != ""
+        template: cyclonedx
+        actions: [nexus]
+      - name: dtrack-trivy
+        input: input.ArtifactName != ""
+        template: cyclonedx
+        actions: [dtrack]
+      - name: stdout-tracee
+        input: input.SigMetadata.ID != ""
+        template: raw-json
+        actions: [stdout]
     templates:
       - {{name: trivy, rego-package: postee.trivy}}
       - {{name: trivy-operator, rego-package: postee.trivyoperator}}
@@ -147,7 +180,11 @@ def outputs_config(v: Vendors) -> str:
           result_summary := concat(" ", ["Non-compliant image", input.image])
     actions:
       - {{name: slack, type: slack, enable: true, url: $SLACK_HOOK, retry-backoff: 0.05}}
-      - {{name: slack-rl, type: Slack, enable: true, url: "{v.slack.url("C2")}", retry-backoff: 0.05}}
+      - name: slack-rl
+        type: Slack
+        enable: true
+        url: "{v.slack.url("C2")}"
+        retry-backoff: 0.05
       - {{name: slack-off, type: slack, enable: false, url: }}
       - {{name: teams, type: teams, enable: true, url: "{v.teams.workflow_url()}"}}
       - {{name: teams-connector, type: teams, enable: true, url: "{v.teams.connector_url()}"}}
@@ -203,7 +240,11 @@ def outputs_config(v: Vendors) -> str:
         password: $JIRA_API_TOKEN
         project-key: SEC
         issuetype: Epicc
-      - {{name: webhook, type: webhook, enable: true, url: "{v.webhook.base_url}/hook", timeout: 2h45m}}
+      - name: webhook
+        type: webhook
+        enable: true
+        url: "{v.webhook.base_url}/hook"
+        timeout: 2h45m
       - name: splunk
         type: splunk
         enable: true
