@@ -7,7 +7,8 @@ Where references are read (nowhere else, so a shell script's own `$VAR` is left 
 - `user`, `password`, `token`, `pagerduty-auth-token`, `pagerduty-routing-key`,
   `dependency-track-api-key`: the whole value, `$NAME` or `${NAME}` (upstream's keys);
 - `env`, `docker-env`: the value of a `K=$NAME` entry;
-- `headers` values and `url`: `${NAME}` anywhere, or a whole value `$NAME`.
+- `headers` values, `url`, and the `host` and `instance` of email and serviceNow:
+  `${NAME}` anywhere, or a whole value `$NAME`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ WHOLE_VALUE_KEYS = (
     "dependency-track-api-key",
 )
 ENV_LIST_KEYS = ("env", "docker-env")
+EMBEDDED_KEYS = ("url", "host", "instance")
 #: Secrets shorter than this are not scrubbed from output: they would blank common text.
 MIN_REDACTED_LENGTH = 4
 REDACTED = "[redacted]"
@@ -84,8 +86,9 @@ def resolve(params: Mapping[str, Any], environ: Mapping[str, str] | None = None)
     for key in ENV_LIST_KEYS:
         if isinstance(params.get(key), list):
             resolved.params[key] = [_env_entry(str(item), whole) for item in params[key]]
-    if isinstance(params.get("url"), str):
-        resolved.params["url"] = embedded(params["url"])
+    for key in EMBEDDED_KEYS:
+        if isinstance(params.get(key), str):
+            resolved.params[key] = embedded(params[key])
     if isinstance(params.get("headers"), Mapping):
         resolved.params["headers"] = {
             name: [embedded(str(v)) for v in (values if isinstance(values, list) else [values])]
