@@ -15,7 +15,6 @@ honouring `Retry-After`); any other status is a final `failed` result.
 from __future__ import annotations
 
 import base64
-import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +30,14 @@ from actions.base import (
     ActionResult,
     ActionTemporaryError,
 )
-from actions.httputil import KEPT_HEADERS, caused_by_tls, read_excerpt, retry_after_s, retryable
+from actions.httputil import (
+    KEPT_HEADERS,
+    ClientPool,
+    read_excerpt,
+    retry_after_s,
+    retryable,
+    transport_error,
+)
 from actions.substitution import substitute
 
 __all__ = ["HttpAction"]
@@ -48,22 +54,10 @@ class HttpAction(Action):
 
     def __init__(self, *, max_response_bytes: int = 16 * 1024) -> None:
         self.max_response_bytes = max_response_bytes
-        # httpx logs every request's URL at INFO (httpcore more at DEBUG); URLs may carry
-        # secrets or event data, so keep both quiet.
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        # httpx sets TLS verification per client, so one pooled client per choice.
-        self._clients: dict[bool, httpx.AsyncClient] = {}
-
-    def _client(self, verify: bool) -> httpx.AsyncClient:
-        if verify not in self._clients:
-            self._clients[verify] = httpx.AsyncClient(verify=verify, trust_env=False)
-        return self._clients[verify]
+        self._clients = ClientPool()
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        await self._clients.aclose()
 
     async def execute(self, request: ActionRequest) -> ActionResult:
         call = _prepare(request)
@@ -73,7 +67,7 @@ class HttpAction(Action):
                 {**call.summary(), "body_excerpt": call.body[:2048].decode(errors="replace")},
             )
         started = time.monotonic()
-        client = self._client(bool(request.params.get("tls-verify", True)))
+        client = self._clients.get(bool(request.params.get("tls-verify", True)))
         try:
             async with client.stream(
                 call.method,
@@ -84,24 +78,8 @@ class HttpAction(Action):
                 follow_redirects=bool(request.params.get("follow-redirects", False)),
             ) as response:
                 excerpt, cut = await read_excerpt(response, self.max_response_bytes)
-        except httpx.TimeoutException as exc:
-            raise ActionTemporaryError(
-                f"timed out after {request.timeout_s:g}s: {type(exc).__name__}",
-                detail=call.summary(),
-            ) from None
-        except httpx.ConnectError as exc:
-            if caused_by_tls(exc):
-                # A certificate that does not verify will not verify on retry either.
-                raise ActionPermanentError(
-                    f"TLS verification failed: {exc}", detail=call.summary()
-                ) from None
-            raise ActionTemporaryError(
-                f"connection failed: {type(exc).__name__}: {exc}", detail=call.summary()
-            ) from None
         except httpx.TransportError as exc:
-            raise ActionTemporaryError(
-                f"connection failed: {type(exc).__name__}: {exc}", detail=call.summary()
-            ) from None
+            raise transport_error(exc, request.timeout_s, detail=call.summary()) from None
         detail = {
             **call.summary(),
             "status_code": response.status_code,

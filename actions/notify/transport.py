@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +26,14 @@ from actions.base import (
     ActionResult,
     ActionTemporaryError,
 )
-from actions.httputil import KEPT_HEADERS, caused_by_tls, read_excerpt, retry_after_s, retryable
+from actions.httputil import (
+    KEPT_HEADERS,
+    ClientPool,
+    read_excerpt,
+    retry_after_s,
+    retryable,
+    transport_error,
+)
 from actions.notify import shape
 
 __all__ = ["HttpNotifier", "Reply", "basic_auth", "masked_url", "param_list"]
@@ -84,19 +90,10 @@ class HttpNotifier(Action):
 
     def __init__(self, *, max_response_bytes: int = 16 * 1024) -> None:
         self.max_response_bytes = max_response_bytes
-        for name in ("httpx", "httpcore"):  # they log URLs, which may hold secrets
-            logging.getLogger(name).setLevel(logging.WARNING)
-        self._clients: dict[bool, httpx.AsyncClient] = {}
-
-    def _client(self, verify: bool) -> httpx.AsyncClient:
-        if verify not in self._clients:
-            self._clients[verify] = httpx.AsyncClient(verify=verify, trust_env=False)
-        return self._clients[verify]
+        self._clients = ClientPool()
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        await self._clients.aclose()
 
     async def execute(self, request: ActionRequest) -> ActionResult:
         if request.dry_run:
@@ -123,7 +120,7 @@ class HttpNotifier(Action):
         """One request; transport failures raise, any answer is returned."""
         where = f"{method} {shown_url or url}"
         sent = {"Idempotency-Key": request.command_id, "User-Agent": USER_AGENT, **(headers or {})}
-        client = self._client(bool(request.params.get("tls-verify", True)))
+        client = self._clients.get(bool(request.params.get("tls-verify", True)))
         started = time.monotonic()
         try:
             async with client.stream(
@@ -135,16 +132,8 @@ class HttpNotifier(Action):
                 timeout=request.timeout_s,
             ) as response:
                 text, cut = await read_excerpt(response, self.max_response_bytes)
-        except httpx.TimeoutException as exc:
-            raise ActionTemporaryError(
-                f"{where}: timed out after {request.timeout_s:g}s ({type(exc).__name__})"
-            ) from None
-        except httpx.ConnectError as exc:
-            if caused_by_tls(exc):
-                raise ActionPermanentError(f"{where}: TLS verification failed: {exc}") from None
-            raise ActionTemporaryError(f"{where}: connection failed: {exc}") from None
         except httpx.TransportError as exc:
-            raise ActionTemporaryError(f"{where}: {type(exc).__name__}: {exc}") from None
+            raise transport_error(exc, request.timeout_s, where) from None
         except httpx.InvalidURL as exc:
             raise ActionPermanentError(f"{where}: invalid URL: {exc}") from None
         return Reply(

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 
 import actions
 from streams import config
+from tests.unit.test_config import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -135,16 +134,6 @@ def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "cfg.yaml"
     path.write_text(textwrap.dedent(text))
     return path
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_every_upstream_action_type_is_registered():
