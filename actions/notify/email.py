@@ -67,7 +67,7 @@ class EmailAction(Action):
         else:
             servers = {str(params["host"]): recipients}
         for host, group in servers.items():
-            refused = await _send(request, host, message, group)
+            refused = await _send(request, host, message, group, relay=not params.get("use-mx"))
             detail.setdefault("servers", []).append(host)
             if refused:
                 detail["refused"] = refused
@@ -122,12 +122,17 @@ def _port(params: Mapping[str, Any]) -> int:
 
 
 async def _send(
-    request: ActionRequest, host: str, message: email.message.EmailMessage, to: Sequence[str]
+    request: ActionRequest,
+    host: str,
+    message: email.message.EmailMessage,
+    to: Sequence[str],
+    relay: bool,
 ) -> dict[str, str]:
-    """Deliver to one server; the recipients it refused (when it took the others)."""
+    """Deliver to one server (AUTH only when it is our relay, not a recipient's MX, as
+    upstream); the recipients it refused (when it took the others)."""
     params = request.params
     port = _port(params)
-    user, password = params.get("user"), params.get("password")
+    user, password = (params.get("user"), params.get("password")) if relay else (None, None)
     client = aiosmtplib.SMTP(
         hostname=host,
         port=port,

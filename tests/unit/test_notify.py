@@ -12,6 +12,7 @@ import actions
 from actions.base import ActionPermanentError, ActionRequest
 from actions.notify import email, jira, nexusiq, shape, slack, splunk, teams
 from streams import secrets
+from tests.vendors.smtp import mail_server
 
 
 def request(
@@ -165,3 +166,27 @@ def test_new_secret_keys_are_resolved_by_reference():
         "url": "https://h/x",
     }
     assert resolved.redact("sent pd-value and dt-value") == "sent [redacted] and [redacted]"
+
+
+async def test_use_mx_delivers_to_each_domains_mx_without_auth(tmp_path, monkeypatch):
+    async def mx_of(domain: str) -> str:
+        assert domain == "corp.example"
+        return "127.0.0.1"
+
+    monkeypatch.setattr(email, "mx_host", mx_of)
+    with mail_server(tmp_path, "u", "p", submission=False) as server:
+        params = {
+            "use-mx": True,
+            "port": server.port,
+            "user": "relay-user",
+            "password": "relay-password",
+            "sender": "postee@example.com",
+            "recipients": ["a@corp.example", "b@corp.example"],
+            "tls-verify": False,
+        }
+        async with email.EmailAction() as action:
+            result = await action.execute(request(params, "<p>hi</p>", timeout_s=10))
+        (delivered,) = await server.wait_for()
+    assert result.status == "succeeded" and result.detail["servers"] == ["127.0.0.1"]
+    assert delivered.recipients == ["a@corp.example", "b@corp.example"] and delivered.user is None
+    assert delivered.message.get_body(("html",)).get_content().strip() == "<p>hi</p>"

@@ -73,7 +73,11 @@ class _Handler:
 
 
 @contextmanager
-def mail_server(directory: Path, user: str, password: str) -> Iterator[MailServer]:
+def mail_server(
+    directory: Path, user: str, password: str, *, submission: bool = True
+) -> Iterator[MailServer]:
+    """`submission`: STARTTLS and AUTH required (port 587's rules); else an MX that takes
+    mail from anyone, TLS offered."""
     cert, key = self_signed_cert(directory)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -93,8 +97,8 @@ def mail_server(directory: Path, user: str, password: str) -> Iterator[MailServe
         hostname=server.host,
         port=server.port,
         tls_context=context,
-        require_starttls=True,
-        auth_required=True,
+        require_starttls=submission,
+        auth_required=submission,
         auth_require_tls=True,
         authenticator=authenticate,
     )
