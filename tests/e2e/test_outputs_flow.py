@@ -24,7 +24,7 @@ from streams.records import schema_errors
 from tests.conftest import SAMPLES
 from tests.http_sink import Sink, http_sink
 from tests.kafka_support import Worker, start_worker, value
-from tests.vendors.base import VendorServer
+from tests.vendors.base import Answer, VendorServer
 from tests.vendors.data import SPLUNK_BUSY, DependencyTrackServer, NexusIqServer, SplunkServer
 from tests.vendors.jira import JiraServer
 from tests.vendors.slack import RATE_LIMITED, SlackServer
@@ -581,3 +581,67 @@ async def test_stdout_prints_the_description(worker, reader_factory):
     event["marker"] = uuid.uuid4().hex
     outcome = await one_success(reader_factory, worker, "stdout-tracee", event)
     assert event["marker"] in worker.log() and outcome["detail"]["bytes"] > 0
+
+
+# A vendor's error, answered once as the vendor answers it: final ones fail the command,
+# temporary ones (429, 5xx) are retried and the second attempt succeeds.
+VENDOR_ERRORS = [
+    (
+        "teams-tracee",
+        "teams",
+        "/workflows/a1b2c3/triggers/manual/paths/invoke",
+        400,
+        "tracee/trc-2-anti-debugging.json",
+    ),
+    ("pagerduty-tracee", "pagerduty", "/v2/enqueue", 429, "tracee/trc-7-ld-preload.json"),
+    ("opsgenie-tracee", "opsgenie", "/v2/alerts", 422, "tracee/trc-2-anti-debugging.json"),
+    ("snow-aqua", "snow", "/api/now/table/incident", 401, "upstream/aqua-input.json"),
+    (
+        "nexus-trivy",
+        "nexus",
+        "/api/v2/applications/organization/org-1",
+        503,
+        "upstream/trivy-input.json",
+    ),
+    ("dtrack-trivy", "dtrack", "/api/v1/bom", 401, "upstream/trivy-input.json"),
+]
+ERROR_BODIES = {
+    "teams": {"error": {"code": "InvalidRequestContent", "message": "bad card"}},
+    "pagerduty": {"status": "throttle event", "message": "Requests are arriving too quickly."},
+    "opsgenie": {"message": "Request body is not processable.", "errors": {"message": "empty"}},
+    "snow": {"error": {"message": "User Not Authenticated", "detail": None}, "status": "failure"},
+    "nexus": "Service Unavailable",
+    "dtrack": "Unauthorized",
+}
+
+
+@pytest.mark.parametrize(("route", "server", "path", "status", "event"), VENDOR_ERRORS)
+async def test_vendor_errors(worker, vendors, reader_factory, route, server, path, status, event):
+    getattr(vendors, server).script[path] = [Answer(status, ERROR_BODIES[server])]
+    payload = sample(event)
+    if "Context" in payload:  # past the route's dedupe, if it has one
+        payload["Context"]["hostName"] = f"host-{uuid.uuid4().hex[:6]}"
+    event_id = post(worker, route, payload)
+    temporary = status == 429 or status >= 500
+    found = await outcomes_of(reader_factory, worker, event_id, count=2 if temporary else 1)
+    first = found[0]
+    assert (first["status"], first["detail"]["status_code"]) == ("failed", status), first
+    if temporary:
+        assert first["final"] is False and (found[1]["attempt"], found[1]["status"]) == (
+            2,
+            "succeeded",
+        )
+    else:
+        assert first["final"] is True and f"HTTP {status}" in first["error"]
+
+
+async def test_webhook_5xx_is_retried(worker, vendors, reader_factory):
+    vendors.webhook.script["/hook"] = [500]
+    event_id = post(worker, "webhook-tracee", sample("tracee/trc-7-ld-preload.json"))
+    first, second = await outcomes_of(reader_factory, worker, event_id, count=2)
+    assert (first["status"], first["final"], first["detail"]["status_code"]) == (
+        "failed",
+        False,
+        500,
+    )
+    assert second["status"] == "succeeded"
