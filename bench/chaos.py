@@ -164,7 +164,9 @@ async def run(args: argparse.Namespace) -> bool:
         started = time.monotonic()
         ids = await produce(args.bootstrap, prefix, args.events)
         expected = {
-            records.command_id(i, ROUTE, a, position=at): a for i, at in ids.items() for a in ACTIONS
+            records.command_id(i, ROUTE, a, position=at): a
+            for i, at in ids.items()
+            for a in ACTIONS
         }
         progress, stop = Progress(), asyncio.Event()
         follower = asyncio.create_task(progress.follow(args.bootstrap, prefix, stop))

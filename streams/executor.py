@@ -32,7 +32,8 @@ from actions.base import (
 from actions.docker import DockerAction
 from actions.exec import ExecAction
 from actions.http import HttpAction
-from streams import config, records, secrets, trust
+from actions.notify.transport import HttpNotifier
+from streams import config, plugins, records, secrets, trust
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.event_store import EventFetchError, EventStore
@@ -89,7 +90,7 @@ class ActionPool(Service):
 def _build(cls: type[Action], limits: ActionLimits, app_id: str) -> Action:
     if issubclass(cls, ExecAction):
         return cls(timeout_s=limits.exec_timeout_s, max_output_bytes=limits.max_output_bytes)
-    if issubclass(cls, HttpAction):
+    if issubclass(cls, HttpAction | HttpNotifier):
         return cls(max_response_bytes=limits.max_output_bytes)
     if issubclass(cls, DockerAction):
         return cls(worker_label=app_id, max_output_bytes=limits.max_output_bytes)
@@ -262,9 +263,10 @@ async def run_command(
     attempt = command.attempt
     errors: list[dict[str, Any]] = []
     note = trust.version_note(app.config, command)
+    dedupe_key = _dedupe_key(app, command)
     while True:
         started_at, started = records.utc_now(), time.monotonic()
-        result = await _attempt(action, spec.params, command, attempt, kill_switch)
+        result = await _attempt(action, spec.params, command, attempt, kill_switch, dedupe_key)
         final = result.retry_after_s is None or attempt >= max_attempts
         if result.result.status == "failed":
             errors.append({"attempt": attempt, "error": result.result.error})
@@ -292,12 +294,22 @@ async def run_command(
         attempt += 1
 
 
+def _dedupe_key(app: PosteeApp, command: Command) -> str | None:
+    """The route's dedupe key for this command's event (what a ticketing output needs
+    to update an earlier ticket); None without `unique-message-props`."""
+    route = app.config.route(command.route)
+    if route is None or not route.plugins.unique_message_props or command.event is None:
+        return None
+    return plugins.dedupe_key(route, command.event)
+
+
 async def _attempt(
     action: Action,
     params: Mapping[str, Any],
     command: Command,
     attempt: int,
     kill_switch: asyncio.Event,
+    dedupe_key: str | None = None,
 ) -> _Attempt:
     if command.template_error:
         return _Attempt(ActionResult("failed", error=command.template_error))
@@ -305,7 +317,7 @@ async def _attempt(
         resolved = secrets.resolve(params)  # only now, and never published
     except secrets.MissingSecret as exc:
         return _Attempt(ActionResult("failed", error=str(exc)))
-    done = await _run_attempt(action, command, attempt, resolved.params, kill_switch)
+    done = await _run_attempt(action, command, attempt, resolved.params, kill_switch, dedupe_key)
     result = done.result
     scrubbed = ActionResult(
         result.status, resolved.redact(dict(result.detail)), resolved.redact(result.error)
@@ -319,6 +331,7 @@ async def _run_attempt(
     attempt: int,
     params: dict[str, Any],
     kill_switch: asyncio.Event,
+    dedupe_key: str | None = None,
 ) -> _Attempt:
     request = ActionRequest(
         command_id=command.command_id,
@@ -331,6 +344,7 @@ async def _run_attempt(
         dry_run=command.dry_run,
         attempt=attempt,
         timeout_s=_timeout_s(action, params),
+        dedupe_key=dedupe_key,
     )
     bound_s = request.timeout_s + OUTER_GRACE_S
     running = asyncio.ensure_future(asyncio.wait_for(action.execute(request), bound_s))

@@ -16,6 +16,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from mode import Service
 
+import actions
 from streams.errors import ConfigError
 from streams.settings import RECORD_ENVELOPE_BYTES, Settings
 
@@ -23,7 +24,8 @@ __all__ = ["TopicDeclarer", "Topics"]
 
 log = logging.getLogger(__name__)
 
-ACTION_TYPES = ("exec", "http", "docker", "kubernetes")
+#: One command topic per action type the registry knows.
+ACTION_TYPES = tuple(actions.REGISTRY)
 
 
 @dataclass(frozen=True)
