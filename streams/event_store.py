@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from streams import records
@@ -48,6 +49,8 @@ class EventStore(Service):
                 raw = await self._read(ref)
         except TimeoutError:
             raise EventFetchError(f"no answer within {FETCH_TIMEOUT_S:g}s") from None
+        except KafkaError as exc:
+            raise EventFetchError(f"the broker could not serve it: {exc!r}") from None
         try:
             return records.parse_json_object(raw)
         except EventError as exc:

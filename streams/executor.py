@@ -110,7 +110,14 @@ def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)  # acknowledged only once fully handled (see ack_after)
         async for event in manual.events():
-            await execute_one(app, pool, kind, event, ledger)
+            try:
+                await execute_one(app, pool, kind, event, ledger)
+            except Exception as exc:  # a bug must not stop the agent: record it, go on
+                log.exception("command record %s failed", event.message.tp)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                await app.publisher.send(
+                    app.publisher.dlq_for(event.value, stage="execute", reason=reason, event=event)
+                )
             await manual.ack(event)
 
     execute_commands.__name__ = execute_commands.__qualname__ = f"execute_{kind}_commands"
