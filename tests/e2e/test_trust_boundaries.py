@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams import records
-from tests.kafka_support import Worker, start_worker, value
+from tests.kafka_support import Worker, start_worker, unique_prefix, value
 
 pytestmark = pytest.mark.kafka
 
@@ -265,3 +266,23 @@ async def test_a_command_that_cannot_be_written_is_recorded_and_the_stream_goes_
     assert value(record)["topic"] == worker.topic("events")
     (next_outcome,) = await outcomes.wait_for(is_outcome(after))
     assert value(next_outcome)["status"] == "succeeded"
+
+
+async def test_a_topic_that_cannot_hold_the_largest_record_stops_the_start(
+    bootstrap, log_dir, module_tmp
+):
+    prefix = unique_prefix("small-topic")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        small = NewTopic(f"{prefix}.events", 2, 1, topic_configs={"max.message.bytes": "100000"})
+        await admin.create_topics([small])
+    finally:
+        await admin.close()
+    config = module_tmp / "small.yaml"
+    config.write_text("routes: []\nactions: []\n")
+    with pytest.raises(AssertionError) as failed:
+        start_worker(bootstrap, config, log_dir, "small-topic", prefix=prefix)
+    message = str(failed.value)
+    assert f"topic {prefix}.events accepts records up to 100000 bytes" in message
+    assert "POSTEE_MAX_BODY_BYTES" in message
