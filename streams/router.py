@@ -72,7 +72,7 @@ async def _publish(
     while (item := await routing_order.get()) is not None:
         event, routed = item
         sent = await app.publisher.enqueue(*await routed)
-        task = asyncio.ensure_future(ack_after(stream, event, sent))
+        task = asyncio.ensure_future(ack_after(stream, event, sent, app.publisher))
         task.add_done_callback(lambda _: in_flight.release())
 
 
