@@ -79,6 +79,9 @@ def create_app(
         # the topics are created (and checked at start) to accept it (topics.py).
         producer_max_request_size=settings.ingest.max_record_bytes,
         consumer_max_fetch_size=settings.ingest.max_record_bytes,
+        # Every topic, Faust's changelogs too, is created at start in one request by
+        # topics.TopicDeclarer (Faust would create them one by one: slow).
+        topic_allow_declare=False,
         broker_commit_interval=settings.kafka.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topics.partitions,

@@ -101,7 +101,7 @@ def run(
 
     from streams import executor, ingest, plugin_agent, router
     from streams.app import PosteeWorker, create_app
-    from streams.topics import TopicDeclarer
+    from streams.topics import TopicDeclarer, internal_specs
 
     settings = _settings(config, bootstrap, topic_prefix)
     if http or no_ingest:
@@ -118,7 +118,7 @@ def run(
     executor.install(app, pool)
     if settings.ingest.enabled:
         app.web_server(ingest.IngestBridge(app))
-    declarer = TopicDeclarer(settings, app.postee_topics.specs())
+    declarer = TopicDeclarer(settings, app.postee_topics.specs() + internal_specs(app))
     worker = PosteeWorker(app, declarer, pool, loglevel="debug" if settings.debug else "info")
     worker.execute_from_commandline()
 

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from mode import Service
+from mode.utils.times import want_seconds
 
 import actions
 from streams.errors import ConfigError
 from streams.settings import RECORD_ENVELOPE_BYTES, Settings
 
-__all__ = ["TopicDeclarer", "Topics"]
+__all__ = ["TopicDeclarer", "TopicSpec", "Topics", "internal_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,10 @@ ACTION_TYPES = tuple(actions.REGISTRY)
 class TopicSpec:
     name: str
     partitions: int
-    retention_s: int
+    retention_s: int | None
+    config: Mapping[str, str] = field(default_factory=dict)
+    #: Faust's own (changelogs, the leader topic): created with ours, checked by Faust.
+    internal: bool = False
 
 
 class Topics:
@@ -82,6 +87,25 @@ class Topics:
         return specs
 
 
+def internal_specs(app: faust.App) -> list[TopicSpec]:
+    """Faust's own topics: the table changelogs and the leader topic, with the settings
+    Faust would give them. We create them with ours in one request, and the app is built
+    with `topic_allow_declare=False`: Faust creates them one at a time, each followed by a
+    metadata refresh, which took 40 s at start with a ledger table per action type."""
+    specs = [TopicSpec(f"{app.conf.id}-__assignor-__leader", 1, None, internal=True)]
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        flags = {"compact"} if topic.compacting else set()
+        flags |= {"delete"} if topic.deleting else set()
+        config = {"cleanup.policy": ",".join(sorted(flags))} if flags else {}
+        if topic.retention:
+            config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        config |= {k: str(v) for k, v in (topic.config or {}).items()}
+        partitions = topic.partitions or app.conf.topic_partitions
+        specs.append(TopicSpec(topic.get_topic_name(), partitions, None, config, internal=True))
+    return specs
+
+
 class TopicDeclarer(Service):
     """Creates missing topics before the app's consumer subscribes (a worker dependency),
     with our partition counts and retention rather than the broker's defaults."""
@@ -110,7 +134,8 @@ async def declare_topics(settings: Settings, specs: list[TopicSpec]) -> None:
                 num_partitions=s.partitions,
                 replication_factor=settings.topics.replication,
                 topic_configs={
-                    "retention.ms": str(s.retention_s * 1000),
+                    **({"retention.ms": str(s.retention_s * 1000)} if s.retention_s else {}),
+                    **s.config,
                     "max.message.bytes": str(record_bytes),
                 },
             )
@@ -122,7 +147,8 @@ async def declare_topics(settings: Settings, specs: list[TopicSpec]) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             log.info("created topics: %s", ", ".join(t.name for t in missing))
-        await _check_record_limits(admin, [s.name for s in specs], record_bytes)
+        ours = [s.name for s in specs if not s.internal]
+        await _check_record_limits(admin, ours, record_bytes)
     finally:
         await admin.close()
 
