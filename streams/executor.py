@@ -39,7 +39,7 @@ from streams.outcomes import manual_acks
 from streams.records import Command, Outcome
 from streams.settings import ActionLimits, Settings
 
-__all__ = ["ActionPool", "install", "run_command"]
+__all__ = ["ActionPool", "install", "run_command", "subscribe"]
 
 log = logging.getLogger(__name__)
 
@@ -90,40 +90,44 @@ def _build(cls: type[Action], limits: ActionLimits, app_id: str) -> Action:
 
 
 def install(app: PosteeApp, pool: ActionPool) -> None:
+    """A worker: one agent per action type, on `<prefix>.actions.<type>`."""
     for kind in actions.REGISTRY:
-        app.agent(
-            app.postee_topics.actions[kind],
-            name=f"execute_{kind}_commands",
-            concurrency=ACTION_CONCURRENCY,
-        )(_agent(app, pool, kind, CommandLedger(app, kind)))
+        topic = app.postee_topics.actions[kind]
+        subscribe(app, pool, topic, f"execute_{kind}_commands", CommandLedger(app, kind))
 
 
-def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -> Any:
+def subscribe(
+    app: PosteeApp, pool: ActionPool, topic: faust.TopicT, name: str, ledger: CommandLedger
+) -> None:
+    """An agent executing the commands of `topic` (of any type), with `ledger`."""
+    agent = _agent(app, pool, name, ledger)
+    app.agent(topic, name=name, concurrency=ACTION_CONCURRENCY)(agent)
+
+
+def _agent(app: PosteeApp, pool: ActionPool, name: str, ledger: CommandLedger) -> Any:
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)  # acknowledged only once fully handled (see ack_after)
         async for event in manual.events():
-            await execute_one(app, pool.get(kind), event, ledger, pool.kill_switch)
+            await execute_one(app, pool, event, ledger)
             await manual.ack(event)
 
-    execute_commands.__name__ = execute_commands.__qualname__ = f"execute_{kind}_commands"
+    execute_commands.__name__ = execute_commands.__qualname__ = name
     return execute_commands
 
 
 async def execute_one(
-    app: PosteeApp,
-    action: Action,
-    event: faust.EventT[bytes],
-    ledger: CommandLedger,
-    kill_switch: asyncio.Event,
+    app: PosteeApp, pool: ActionPool, event: faust.EventT[bytes], ledger: CommandLedger
 ) -> None:
+    """One command record: from the topic of its type (a worker) or of its runner."""
     publisher = app.publisher
     try:
-        command = records.decode_command(event.value)
+        command = _as_configured_here(app, records.decode_command(event.value))
     except EventError as exc:
         await publisher.send(
             publisher.dlq_for(event.value, stage=exc.stage, reason=exc.reason, event=event)
         )
         return
+    action, kill_switch = pool.get(command.type), pool.kill_switch
     entry = ledger.lookup(command.command_id)
     if entry is not None and entry["state"] == "finished":
         await publisher.send(publisher.outcome(_skipped(command, entry)))
@@ -150,6 +154,21 @@ async def execute_one(
         await publisher.send(publisher.command(following))
 
 
+def _as_configured_here(app: PosteeApp, command: Command) -> Command:
+    """A runner runs an action as its own config defines it, found by name: it needs
+    nothing of the command but the action's name, the event and the template."""
+    if app.settings.runner_name is None:
+        return command
+    action = app.config.actions.get(command.action)
+    if action is None or action.type != command.type:
+        problem = (
+            f"runner '{app.settings.runner_name}' has no {command.type} action "
+            f"'{command.action}' in {app.config.file}"
+        )
+        return replace(command, params={}, template_error=problem)  # a failed outcome
+    return replace(command, params=dict(action.params))
+
+
 def _skipped(command: Command, entry: dict[str, Any]) -> Outcome:
     now = records.utc_now()
     return Outcome(
@@ -170,6 +189,7 @@ def _skipped(command: Command, entry: dict[str, Any]) -> Outcome:
         },
         replay_id=command.replay_id,
         dry_run=command.dry_run,
+        runner=command.runs_on,
     )
 
 
@@ -217,6 +237,7 @@ async def run_command(
             final=final,
             replay_id=command.replay_id,
             dry_run=command.dry_run,
+            runner=app.settings.runner_name,
         )
         await app.publisher.send(app.publisher.outcome(outcome))
         if final:

@@ -38,7 +38,12 @@ class Publisher:
         self.topics = topics
 
     def command(self, command: Command) -> Message:
-        return Message(self.topics.actions[command.type], command.event_id, command.to_json())
+        """To the runner of the action's `runs-on`, else to the workers of its type."""
+        if command.runs_on:
+            topic = self.topics.runner(command.runs_on)
+        else:
+            topic = self.topics.actions[command.type]
+        return Message(topic, command.event_id, command.to_json())
 
     def plugin_request(self, request: PluginRequest) -> Message:
         return Message(self.topics.plugins, request.key, request.to_json())
@@ -58,6 +63,7 @@ class Publisher:
 
     async def enqueue(self, *messages: Message) -> list[Awaitable[Any]]:
         """Hand the messages to the producer in order; the acknowledgements to await."""
+        await self.topics.declare_runners(m.topic for m in messages)
         return [
             await m.topic.send(
                 key=m.key.encode("utf-8") if m.key is not None else None,

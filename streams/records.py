@@ -301,6 +301,8 @@ class Command(JsonRecord):
     then: tuple[Command, ...] = ()
     #: An aggregated command: the ids of the events its batch gathered, in order.
     batch_event_ids: tuple[str, ...] = ()
+    #: The action's `runs-on`: the runner that executes it; None: the workers.
+    runs_on: str | None = None
 
     @property
     def event_text(self) -> str:
@@ -320,6 +322,7 @@ class CommandRef(JsonRecord):
     queued: bool = False  #: waiting for an earlier action of a serialized route
     #: Waiting for a plugin ("dedupe" or "aggregate"): issued, batched or dropped there.
     deferred: str | None = None
+    runs_on: str | None = None  #: the runner that executes it; None: the workers
 
 
 @dataclass(frozen=True)
@@ -359,6 +362,7 @@ class Outcome(JsonRecord):
     final: bool = True  #: False when another attempt follows
     replay_id: str | None = None
     dry_run: bool = False
+    runner: str | None = None  #: the runner that ran it (`postee runner --name`); None: a worker
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ def decide(
                 c.type,
                 queued=route.serialize_actions and i > 0,
                 deferred=plugin,
+                runs_on=c.runs_on,
             )
             for i, c in enumerate(chain)
         )
@@ -165,6 +166,7 @@ def _route_commands(
                 replay=event.replay_id is not None,
                 replay_id=event.replay_id,
                 dry_run=event.dry_run,
+                runs_on=action.runs_on,
             )
         )
     return commands

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import faust
@@ -17,11 +18,18 @@ from mode import Service
 
 from streams.settings import Settings
 
-__all__ = ["TopicDeclarer", "Topics"]
+__all__ = ["RUNNER_PARTITIONS", "TopicDeclarer", "Topics", "runner_topic_name"]
 
 log = logging.getLogger(__name__)
 
 ACTION_TYPES = ("exec", "http", "docker", "kubernetes")
+#: One partition per runner topic: one runner reads it, in order (README, "Runners").
+RUNNER_PARTITIONS = 1
+
+
+def runner_topic_name(settings: Settings, runner: str) -> str:
+    """Where the commands of the actions with `runs-on: <runner>` wait for that runner."""
+    return settings.topics.name(f"runner.{runner}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,11 @@ class Topics:
     """The Faust topic objects of one deployment (one topic prefix)."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
         self.settings = settings
+        self._runners: dict[str, faust.TopicT] = {}
+        #: Runner topic names not yet created by this process, and their runner names.
+        self._undeclared: dict[str, str] = {}
         name = settings.topics.name
         self.events = self._raw(app, name("events"))
         self.replay = self._raw(app, name("replay"))
@@ -63,6 +75,37 @@ class Topics:
             key_serializer="raw",
             value_serializer="raw",
         )
+
+    def runner(self, name: str) -> faust.TopicT:
+        """The command topic of runner `name`, made on first use (see `declare_runners`)."""
+        if name not in self._runners:
+            topic_name = runner_topic_name(self.settings, name)
+            self._runners[name] = self._raw(self.app, topic_name)
+            self._undeclared[topic_name] = name
+        return self._runners[name]
+
+    def runner_spec(self, name: str) -> TopicSpec:
+        return TopicSpec(
+            runner_topic_name(self.settings, name),
+            RUNNER_PARTITIONS,
+            self.settings.topics.actions_retention_s,
+        )
+
+    async def declare_runners(self, topics: Iterable[faust.TopicT]) -> None:
+        """Create the runner topics among `topics` that this process has not yet seen:
+        commands for a runner that never started must wait on the broker for it, with our
+        retention (and on brokers that do not create topics on first write)."""
+        if not self._undeclared:
+            return
+        todo = {
+            n: self._undeclared[n] for t in topics if (n := t.get_topic_name()) in self._undeclared
+        }
+        if todo:
+            await declare_topics(
+                self.settings, [self.runner_spec(r) for r in sorted(todo.values())]
+            )
+            for name in todo:
+                self._undeclared.pop(name, None)
 
     def specs(self) -> list[TopicSpec]:
         t = self.settings.topics
