@@ -453,14 +453,23 @@ def _describe(entry: Any) -> str:
         )
     if entry.kind == "command":
         flags = " dry-run" if v.get("dry_run") else ""
+        flags += f" for runner {v['runs_on']}" if v.get("runs_on") else ""
         command = str(v.get("command_id"))[:12]
         return f"{v.get('type')} {v.get('route')}/{v.get('action')} {command}{flags}"
+    if entry.kind == "pending":
+        after = ", after the earlier actions of its route" if v.get("queued") else ""
+        command = str(v.get("command_id"))[:12]
+        return (
+            f"{v.get('type')} {v.get('route')}/{v.get('action')} {command}: "
+            f"waiting for {v.get('waiting_for')}{after}"
+        )
     if entry.kind == "outcome":
         detail = v.get("detail", {})
         facts = [
             f"{k}={detail[k]}" for k in ("exit_code", "status_code", "timed_out") if k in detail
         ]
         error = f" - {v['error']}" if v.get("error") else ""
+        error += f" (on runner {v['runner']})" if v.get("runner") else ""
         return (
             f"{v.get('action')} attempt {v.get('attempt')}: {v.get('status')}"
             f" {' '.join(facts)} ({v.get('duration_ms')} ms){error}"
