@@ -10,9 +10,10 @@ ledger changelog is the last command it started or finished.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,11 +66,10 @@ async def runner_statuses(settings: Settings) -> list[RunnerStatus]:
             return []
         await consumer._client.force_metadata_update()
         groups = await _groups(admin, [runner_app_id(settings.topics.prefix, n) for n in names])
+        statuses = [await _status(admin, consumer, settings, name, groups) for name in names]
+        # Last: reading assigns partitions, and then the consumer's metadata covers only those.
         lasts = await _last_entries(consumer, {n: ledger_changelog(settings, n) for n in names})
-        return [
-            await _status(admin, consumer, settings, name, groups, lasts.get(name))
-            for name in names
-        ]
+        return [replace(s, last=lasts.get(s.name)) for s in statuses]
     finally:
         await consumer.stop()
         await admin.close()
@@ -81,7 +81,6 @@ async def _status(
     settings: Settings,
     name: str,
     groups: dict[str, tuple[str, int]],
-    last: dict[str, Any] | None,
 ) -> RunnerStatus:
     topic, group = (
         settings.topics.name(f"runner.{name}"),
@@ -102,14 +101,16 @@ async def _status(
         lag=lag,
         state=state,
         members=members,
-        last=last,
+        last=None,
     )
 
 
 async def _groups(admin: AIOKafkaAdminClient, group_ids: list[str]) -> dict[str, tuple[str, int]]:
-    """Each group's (state, number of members)."""
+    """Each group's (state, number of members). One group per request: aiokafka 0.14 fails
+    to decode a response that describes several groups when one of them has members."""
     found: dict[str, tuple[str, int]] = {}
-    for response in await admin.describe_consumer_groups(group_ids):
+    responses = await asyncio.gather(*(admin.describe_consumer_groups([g]) for g in group_ids))
+    for response in (r for batch in responses for r in batch):
         for group in response.groups:
             # DescribeGroupsResponse: error_code, group_id, state, protocol_type, protocol,
             # members, ...

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
@@ -58,7 +59,10 @@ async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
     )
     await consumer.start()
     try:
+        # A snapshot of every topic's partitions: once partitions are assigned, the
+        # consumer's own metadata covers only those.
         await consumer._client.force_metadata_update()
+        cluster = await consumer._client.fetch_all_metadata()
         entries = []
         since = records.event_time(event_id)
         positional = _positional(event_id)
@@ -71,7 +75,7 @@ async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
         name = settings.topics.name
         topics = [name("events"), name("replay"), name("outcomes"), name("dlq")]
         topics += [name(f"actions.{kind}") for kind in ACTION_TYPES]
-        tps = [tp for t in topics if (tp := _partition_of(consumer, t, event_id)) is not None]
+        tps = [tp for t in topics if (tp := _partition_of(cluster, t, event_id)) is not None]
 
         def mine(record: ConsumerRecord[bytes, bytes]) -> bool:
             return bool(record.key == event_id.encode())
@@ -81,7 +85,7 @@ async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
         ]
         # Commands of runners wait in their runners' topics, named by the routed records.
         runners = [name(f"runner.{r}") for r in sorted(_runners(entries))]
-        tps = [tp for t in runners if (tp := _partition_of(consumer, t, event_id)) is not None]
+        tps = [tp for t in runners if (tp := _partition_of(cluster, t, event_id)) is not None]
         entries += [_entry(r, "command") for r in await _read(consumer, tps, since_ms, mine)]
         entries += _pending(entries)
         return sorted(entries, key=lambda e: (e.at, _ORDER.get(e.kind, 9), e.offset))
@@ -142,8 +146,8 @@ def _positional(event_id: str) -> tuple[str, int, int] | None:
     return None
 
 
-def _partition_of(consumer: AIOKafkaConsumer, topic: str, key: str) -> TopicPartition | None:
-    partitions = consumer.partitions_for_topic(topic)
+def _partition_of(cluster: ClusterMetadata, topic: str, key: str) -> TopicPartition | None:
+    partitions = cluster.partitions_for_topic(topic)
     if not partitions:
         return None
     ordered = sorted(partitions)

@@ -198,3 +198,64 @@ def _wait_healthy(worker: Worker) -> None:
         time.sleep(0.2)  # poll interval of a readiness probe with a deadline
     worker.stop()
     raise AssertionError(f"worker not healthy within {DEADLINE_S}s:\n{worker.log()}")
+
+
+@dataclass
+class Runner:
+    """A `postee runner --name NAME` process; its scripts get `home` as $HOME."""
+
+    process: subprocess.Popen[bytes]
+    name: str
+    home: Path
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def start_runner(
+    bootstrap: str, config: Path, log_dir: Path, prefix: str, name: str, home: Path
+) -> Runner:
+    """Start a runner and wait until Faust reports it ready (its commands may come before:
+    they wait on the broker)."""
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"runner-{prefix}-{name}-{uuid.uuid4().hex[:6]}.log"
+    env = {
+        **os.environ,
+        "POSTEE_KAFKA": bootstrap,
+        "POSTEE_CFG": str(config),
+        "POSTEE_TOPIC_PREFIX": prefix,
+        "POSTEE_PARTITIONS": "2",
+        "HOME": str(home),
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams", "runner", "--name", name],
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    runner = Runner(process, name, home, log_path)
+    end = time.monotonic() + DEADLINE_S
+    while "Worker]: Ready" not in runner.log():
+        if process.poll() is not None:
+            raise AssertionError(f"runner exited with {process.returncode}:\n{runner.log()}")
+        if time.monotonic() > end:
+            runner.stop()
+            raise AssertionError(f"runner not ready within {DEADLINE_S}s:\n{runner.log()}")
+        time.sleep(0.2)  # poll interval of a readiness check with a deadline
+    return runner
