@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from actions.substitution import substitute
 from streams import records, rego
-from streams.config import PosteeConfig, Route
+from streams.config import Action, PosteeConfig, Route
 from streams.plugins import PluginRequest, aggregation_requests, dedupe_key
 from streams.records import Command, CommandRef, IncomingEvent, Routed
 from streams.rules import RouteMatcher
+from streams.settings import RUNNER_NAME
 from streams.templates import TemplateError, TemplateRenderer
 
 __all__ = ["Decision", "decide"]
@@ -151,6 +153,7 @@ def _route_commands(
         action = config.actions[name]
         if not action.enable:
             continue
+        runs_on, unplaced = _runner_of(action, event.payload)
         commands.append(
             Command(
                 command_id=records.command_id(event.event_id, route.name, name, event.replay_id),
@@ -162,14 +165,26 @@ def _route_commands(
                 event=event.payload,
                 issued_at=now,
                 template=rendered[0],
-                template_error=rendered[1],
+                template_error=rendered[1] or unplaced,
                 replay=event.replay_id is not None,
                 replay_id=event.replay_id,
                 dry_run=event.dry_run,
-                runs_on=action.runs_on,
+                runs_on=runs_on,
             )
         )
     return commands
+
+
+def _runner_of(action: Action, payload: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the runner of the action's `runs-on`, or why the event names none). A runner named
+    by the event (`runs-on: event.input.<path>`, e.g. the node an alert came from) must be
+    a valid runner name; otherwise the command fails in a worker and runs nowhere."""
+    if action.runs_on is None or not action.runs_on.startswith("event.input."):
+        return action.runs_on, None
+    name = substitute(action.runs_on, payload).text
+    if RUNNER_NAME.fullmatch(name):
+        return name, None
+    return None, f"runs-on '{action.runs_on}': the event names no runner (got {name[:100]!r})"
 
 
 def _chained(chain: list[Command]) -> Command:

@@ -33,10 +33,14 @@ log = logging.getLogger(__name__)
 def build_app(settings: Settings, config: PosteeConfig) -> tuple[PosteeApp, executor.ActionPool]:
     """The runner's Faust app (app id `<prefix>-runner-<name>`) and its action pool."""
     name = _name(settings)
-    mine = [a.name for a in config.actions.values() if a.runs_on == name and a.enable]
+    mine = [
+        a.name
+        for a in config.actions.values()
+        if a.enable and a.runs_on and (a.runs_on == name or a.runs_on.startswith("event.input."))
+    ]
     if not mine:
         log.warning(
-            "%s: no enabled action has runs-on: %s; commands sent here will fail",
+            "%s: no enabled action has runs-on: %s (or event.input...); commands sent here fail",
             config.file,
             name,
         )

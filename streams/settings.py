@@ -17,6 +17,7 @@ from pathlib import Path
 from streams.errors import ConfigError
 
 __all__ = [
+    "RUNNER_NAME",
     "ActionLimits",
     "IngestSettings",
     "KafkaSettings",

@@ -118,6 +118,20 @@ def test_commands_carry_the_runner_of_their_action(tmp_path):
     assert records.decode_command(chained.to_json()) == chained
 
 
+def test_runs_on_can_name_the_runner_from_the_event(tmp_path):
+    text = UPSTREAM.replace('runs-on: "postee-runner-1"', "runs-on: event.input.node", 1)
+    cfg = config.load(write(tmp_path, text))
+    matcher = RouteMatcher.compile([r.as_rule() for r in cfg.routes])
+    alert = {"SigMetadata": {"ID": "TRC-2"}}
+    here = routing.decide(event({**alert, "node": "ip-10-0-1-7"}), cfg, matcher).commands[0]
+    assert (here.runs_on, here.template_error) == ("ip-10-0-1-7", None)
+    for node in (None, "no/such node"):
+        payload = {**alert, "node": node} if node else alert
+        nowhere = routing.decide(event(payload), cfg, matcher).commands[0]
+        assert nowhere.runs_on is None  # fails in a worker, runs nowhere
+        assert "the event names no runner" in str(nowhere.template_error)
+
+
 def test_the_publisher_picks_the_topic_from_the_command(tmp_path):
     cfg = config.load(write(tmp_path, UPSTREAM))
     settings = Settings.from_env({"POSTEE_TOPIC_PREFIX": "p", "POSTEE_DATA_DIR": str(tmp_path)})
