@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
@@ -28,6 +27,8 @@ from tests.kafka_support import (
     REPO,
     Runner,
     Worker,
+    outcomes_of,
+    post_event,
     start_runner,
     start_worker,
     unique_prefix,
@@ -140,14 +141,16 @@ def deployment(bootstrap, module_tmp, log_dir, sink) -> Iterator[tuple[Worker, R
     worker.stop()
 
 
-def post(worker: Worker, event: dict) -> str:
-    response = httpx.post(worker.base_url + "/", json=event, timeout=10)
-    assert response.status_code == 202
-    return str(response.json()["id"])
+def another_runner(worker: Worker, home: Path, sink: Sink, name: str) -> Runner:
+    """Runner `name` of the worker's deployment, with its own directory and config."""
+    config = runner_config(home, sink.base_url)
+    return start_runner(worker.bootstrap, config, worker.log_path.parent, worker.prefix, name, home)
 
 
-def outcomes_of(event_id: str):
-    return lambda m: value(m)["kind"] == "outcome" and value(m)["event_id"] == event_id
+def settings_of(worker: Worker) -> Settings:
+    return Settings.from_env(
+        {"POSTEE_KAFKA": worker.bootstrap, "POSTEE_TOPIC_PREFIX": worker.prefix}
+    )
 
 
 def marks(home: Path) -> list[str]:
@@ -158,16 +161,9 @@ def marks(home: Path) -> list[str]:
 async def test_runs_on_action_runs_only_in_its_runner(deployment, module_tmp, sink, reader_factory):
     worker, node_a = deployment
     home_b = module_tmp / "node-b-idle"
-    node_b = start_runner(
-        worker.bootstrap,
-        runner_config(home_b, sink.base_url),
-        node_a.log_path.parent,
-        worker.prefix,
-        "node-b",
-        home_b,
-    )
+    node_b = another_runner(worker, home_b, sink, "node-b")
     try:
-        event_id = post(worker, {"test": "split"})
+        event_id = post_event(worker, {"test": "split"})
         outcomes = await reader_factory(worker.topic("outcomes"))
         found = [value(m) for m in await outcomes.wait_for(outcomes_of(event_id), count=2)]
         by_action = {o["action"]: o for o in found}
@@ -181,7 +177,7 @@ async def test_runs_on_action_runs_only_in_its_runner(deployment, module_tmp, si
         assert request.headers["Idempotency-Key"] == by_action["notify"]["command_id"]
 
         # A serialized route across places: the runner's exec, then the worker's http.
-        mixed = post(worker, {"test": "mixed"})
+        mixed = post_event(worker, {"test": "mixed"})
         first, second = (value(m) for m in await outcomes.wait_for(outcomes_of(mixed), count=2))
         assert (first["action"], first["runner"]) == ("mark-a", "node-a")
         assert (second["action"], second["runner"]) == ("notify", None)
@@ -194,7 +190,7 @@ async def test_runs_on_action_runs_only_in_its_runner(deployment, module_tmp, si
 async def test_seed_walkthrough_on_the_node(deployment, sink, reader_factory, samples):
     worker, node_a = deployment
     event = json.loads((samples / "tracee" / "trc-2-anti-debugging.json").read_text())
-    event_id = post(worker, event)
+    event_id = post_event(worker, event)
     outcomes = await reader_factory(worker.topic("outcomes"))
     saved, shipped = (value(m) for m in await outcomes.wait_for(outcomes_of(event_id), count=2))
     assert (saved["action"], saved["status"], saved["runner"]) == (
@@ -220,19 +216,14 @@ async def test_commands_wait_for_a_stopped_runner_and_run_once(
 ):
     worker, _ = deployment
     home = module_tmp / "node-b"
-    config = runner_config(home, sink.base_url)
-    log_dir = worker.log_path.parent
-    node_b = start_runner(worker.bootstrap, config, log_dir, worker.prefix, "node-b", home)
+    node_b = another_runner(worker, home, sink, "node-b")
     outcomes = await reader_factory(worker.topic("outcomes"))
-    warm_up = post(worker, {"test": "to-b"})
+    warm_up = post_event(worker, {"test": "to-b"})
     await outcomes.wait_for(outcomes_of(warm_up))
     assert node_b.stop() == 0
 
-    waiting = [post(worker, {"test": "to-b", "n": n}) for n in range(5)]
-    settings = Settings.from_env(
-        {"POSTEE_KAFKA": worker.bootstrap, "POSTEE_TOPIC_PREFIX": worker.prefix}
-    )
-    status = await _runner_status(settings, "node-b", lambda s: s.lag == len(waiting))
+    waiting = [post_event(worker, {"test": "to-b", "n": n}) for n in range(5)]
+    status = await _runner_status(settings_of(worker), "node-b", lambda s: s.lag == len(waiting))
     assert (status.members, status.state) == (0, "Empty")
     assert status.last is not None and status.last["state"] == "finished"
     listed = worker.cli("runners", "--json")
@@ -248,11 +239,11 @@ async def test_commands_wait_for_a_stopped_runner_and_run_once(
         e["kind"] == "command" and e["topic"] == worker.topic("runner.node-b") for e in entries
     )
 
-    node_b = start_runner(worker.bootstrap, config, log_dir, worker.prefix, "node-b", home)
+    node_b = another_runner(worker, home, sink, "node-b")
     try:
         for event_id in waiting:
             await outcomes.wait_for(outcomes_of(event_id))
-        marker = post(worker, {"test": "to-b", "marker": True})
+        marker = post_event(worker, {"test": "to-b", "marker": True})
         await outcomes.wait_for(outcomes_of(marker))
     finally:
         node_b.stop()
@@ -271,16 +262,11 @@ async def test_kill_9_mid_command_reruns_it_with_a_higher_attempt(
 ):
     worker, _ = deployment
     home = module_tmp / "node-c"
-    config = runner_config(home, sink.base_url)
-    log_dir = worker.log_path.parent
-    node_c = start_runner(worker.bootstrap, config, log_dir, worker.prefix, "node-c", home)
-    event_id = post(worker, {"test": "hang", "id": uuid.uuid4().hex})
+    node_c = another_runner(worker, home, sink, "node-c")
+    event_id = post_event(worker, {"test": "hang", "id": uuid.uuid4().hex})
     command_id = records.command_id(event_id, "hang", "hang-c")
     started = home / f"started-{command_id}"
-    settings = Settings.from_env(
-        {"POSTEE_KAFKA": worker.bootstrap, "POSTEE_TOPIC_PREFIX": worker.prefix}
-    )
-    ledger = await reader_factory(runners_admin.ledger_changelog(settings, "node-c"))
+    ledger = await reader_factory(runners_admin.ledger_changelog(settings_of(worker), "node-c"))
     await ledger.wait_for(
         lambda m: json.loads(m.key) == command_id and value(m)["state"] == "started"
     )
@@ -289,7 +275,7 @@ async def test_kill_9_mid_command_reruns_it_with_a_higher_attempt(
     # The orphaned script of the killed runner, still sleeping: end it too.
     os.killpg(int(started.read_text()), signal.SIGKILL)
 
-    node_c = start_runner(worker.bootstrap, config, log_dir, worker.prefix, "node-c", home)
+    node_c = another_runner(worker, home, sink, "node-c")
     try:
         outcomes = await reader_factory(worker.topic("outcomes"))
         (outcome,) = await outcomes.wait_for(outcomes_of(event_id))

@@ -161,23 +161,7 @@ def test_a_runner_runs_actions_as_its_own_config_defines_them(tmp_path):
     assert executor._as_configured_here(as_worker, command) is command  # type: ignore[arg-type]
 
 
-def test_outcomes_name_their_runner():
-    now = records.utc_now()
-    outcome = records.Outcome(
-        event_id="e",
-        command_id="a" * 32,
-        route="r",
-        action="act",
-        type="exec",
-        status="succeeded",
-        attempt=1,
-        started_at=now,
-        finished_at=now,
-        duration_ms=1.0,
-        runner="node-a",
-    )
-    assert outcome.to_dict()["runner"] == "node-a"
-    assert records.schema_errors("outcome", outcome.to_dict()) == []
+def test_a_runner_has_a_consumer_group_of_its_own():
     assert Settings(runner_name="node-a").app_id == "postee-runner-node-a"
     assert Settings().app_id == "postee-streams"
 
