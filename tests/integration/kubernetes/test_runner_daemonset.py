@@ -4,6 +4,7 @@ that the runner itself accepts."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import yaml
@@ -35,6 +36,13 @@ async def test_the_api_server_accepts_every_object(admin, namespace):
     daemon_set = doc("DaemonSet")["metadata"]["name"]
     # A dry run stores nothing.
     assert await status_of(apps.read_namespaced_daemon_set(daemon_set, namespace)) == 404
+    # ... and validates: a broken copy is refused.
+    broken = copy.deepcopy(doc("DaemonSet"))
+    broken["metadata"]["namespace"] = namespace
+    (host,) = [v for v in broken["spec"]["template"]["spec"]["volumes"] if "hostPath" in v]
+    host["hostPath"]["type"] = "NoSuchType"
+    refused = apps.create_namespaced_daemon_set(namespace, broken, dry_run="All")
+    assert await status_of(refused) == 422
 
 
 def test_least_privilege_and_the_node_as_runner_name():
