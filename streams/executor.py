@@ -130,7 +130,7 @@ async def execute_one(
     action, kill_switch = pool.get(command.type), pool.kill_switch
     entry = ledger.lookup(command.command_id)
     if entry is not None and entry["state"] == "finished":
-        await publisher.send(publisher.outcome(_skipped(command, entry)))
+        await publisher.send(publisher.outcome(_skipped(command, entry, app.settings.runner_name)))
         return
     if entry is not None:  # started before, never finished: the worker died mid-run
         command = replace(command, attempt=int(entry["attempt"]) + 1)
@@ -169,7 +169,7 @@ def _as_configured_here(app: PosteeApp, command: Command) -> Command:
     return replace(command, params=dict(action.params))
 
 
-def _skipped(command: Command, entry: dict[str, Any]) -> Outcome:
+def _skipped(command: Command, entry: dict[str, Any], runner: str | None) -> Outcome:
     now = records.utc_now()
     return Outcome(
         event_id=command.event_id,
@@ -189,7 +189,7 @@ def _skipped(command: Command, entry: dict[str, Any]) -> Outcome:
         },
         replay_id=command.replay_id,
         dry_run=command.dry_run,
-        runner=command.runs_on,
+        runner=runner,
     )
 
 
