@@ -23,6 +23,8 @@ from streams.topics import Topics
 
 __all__ = ["PosteeApp", "PosteeWorker", "create_app"]
 
+RUNNER_SESSION_TIMEOUT_S = 10.0
+
 
 class IdempotentProducer(aiokafka_driver.Producer):
     """Faust turns on Kafka's idempotent producer only inside transactions (exactly-once,
@@ -83,6 +85,10 @@ def create_app(
         # topics.TopicDeclarer (Faust would create them one by one: slow).
         topic_allow_declare=False,
         broker_commit_interval=settings.kafka.commit_interval_s,
+        # A runner is its group's only member: after a crash (kill -9, a node reboot) its
+        # restart waits for the dead member's session to expire before it gets its topic
+        # back. Heartbeats come from a background task, so a long action does not expire it.
+        broker_session_timeout=RUNNER_SESSION_TIMEOUT_S if settings.runner_name else 60.0,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication,

@@ -42,7 +42,7 @@ from streams.outcomes import manual_acks
 from streams.records import Command, Outcome
 from streams.settings import ActionLimits, Settings
 
-__all__ = ["ActionPool", "install", "run_command"]
+__all__ = ["ActionPool", "install", "run_command", "subscribe"]
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +98,29 @@ def _build(cls: type[Action], limits: ActionLimits, app_id: str) -> Action:
 
 
 def install(app: PosteeApp, pool: ActionPool) -> None:
+    """A worker: one agent per action type, on `<prefix>.actions.<type>`."""
     for kind in actions.REGISTRY:
-        app.agent(
-            app.postee_topics.actions[kind],
-            name=f"execute_{kind}_commands",
-            concurrency=ACTION_CONCURRENCY,
-        )(_agent(app, pool, kind, CommandLedger(app, kind)))
+        topic = app.postee_topics.actions[kind]
+        subscribe(app, pool, topic, f"execute_{kind}_commands", CommandLedger(app, kind), kind)
 
 
-def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -> Any:
+def subscribe(
+    app: PosteeApp,
+    pool: ActionPool,
+    topic: faust.TopicT,
+    name: str,
+    ledger: CommandLedger,
+    kind: str | None = None,
+) -> None:
+    """An agent executing the commands of `topic` with `ledger`: of one action type
+    (`kind`, a worker's type topic) or of any type (`None`, a runner's topic)."""
+    agent = _agent(app, pool, name, ledger, kind)
+    app.agent(topic, name=name, concurrency=ACTION_CONCURRENCY)(agent)
+
+
+def _agent(
+    app: PosteeApp, pool: ActionPool, name: str, ledger: CommandLedger, kind: str | None
+) -> Any:
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)  # acknowledged only once fully handled (see ack_after)
         async for event in manual.events():
@@ -120,17 +134,18 @@ def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -
                 )
             await manual.ack(event)
 
-    execute_commands.__name__ = execute_commands.__qualname__ = f"execute_{kind}_commands"
+    execute_commands.__name__ = execute_commands.__qualname__ = name
     return execute_commands
 
 
 async def execute_one(
     app: PosteeApp,
     pool: ActionPool,
-    kind: str,
+    kind: str | None,
     event: faust.EventT[bytes],
     ledger: CommandLedger,
 ) -> None:
+    """One command record: from the topic of its type (a worker) or of its runner."""
     publisher = app.publisher
     try:
         command = records.decode_command(event.value)
@@ -139,19 +154,20 @@ async def execute_one(
             publisher.dlq_for(event.value, stage=exc.stage, reason=exc.reason, event=event)
         )
         return
-    spec, refusal = trust.configured_action(app.config, kind, command)
+    runner = app.settings.runner_name
+    spec, refusal = trust.configured_action(app.config, kind or command.type, command, runner)
     if spec is None:
         await _refuse(app, event, command, str(refusal))
         return
     entry = ledger.lookup(command.command_id)
     if entry is not None and entry["state"] == "finished":
-        await publisher.send(publisher.outcome(_skipped(command, entry)))
+        await publisher.send(publisher.outcome(_skipped(command, entry, runner)))
         return
     if entry is not None:  # started before, never finished: the worker died mid-run
         command = replace(command, attempt=int(entry["attempt"]) + 1)
     ledger.started(command.command_id, command.attempt)
     command = await _with_event(pool, command)
-    run = await run_command(app, pool.get(kind), spec, command, pool.kill_switch)
+    run = await run_command(app, pool.get(command.type), spec, command, pool.kill_switch)
     ledger.finished(command.command_id, run.last.status, run.last.attempt, run.last.finished_at)
     if run.exhausted:
         await publisher.send(
@@ -205,6 +221,7 @@ async def _refuse(
         error=f"refused: {reason}",
         replay_id=command.replay_id,
         dry_run=command.dry_run,
+        runner=app.settings.runner_name,
     )
     publisher = app.publisher
     await publisher.send(
@@ -219,7 +236,7 @@ async def _refuse(
     )
 
 
-def _skipped(command: Command, entry: dict[str, Any]) -> Outcome:
+def _skipped(command: Command, entry: dict[str, Any], runner: str | None) -> Outcome:
     now = records.utc_now()
     return Outcome(
         event_id=command.event_id,
@@ -239,6 +256,7 @@ def _skipped(command: Command, entry: dict[str, Any]) -> Outcome:
         },
         replay_id=command.replay_id,
         dry_run=command.dry_run,
+        runner=runner,
     )
 
 
@@ -293,6 +311,7 @@ async def run_command(
             final=final,
             replay_id=command.replay_id,
             dry_run=command.dry_run,
+            runner=app.settings.runner_name,
         )
         await app.publisher.send(app.publisher.outcome(outcome))
         if final:

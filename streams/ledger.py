@@ -24,14 +24,16 @@ __all__ = ["CommandLedger"]
 
 
 class CommandLedger:
-    def __init__(self, app: PosteeApp, kind: str) -> None:
+    def __init__(self, app: PosteeApp, kind: str, partitions: int | None = None) -> None:
+        """`kind`: an action type (a worker), or "runner": one ledger for every type of a
+        runner; `partitions`: those of the command topic it follows (the app's default)."""
         self.retention_ms = app.settings.actions.done_retention_s * 1000
         schema: faust.Schema[str, Any] = faust.Schema(
             key_serializer="json", value_serializer="json"
         )
         self.table = app.Table(
             f"command-ledger-{kind}",
-            partitions=app.settings.topics.partitions,
+            partitions=partitions or app.settings.topics.partitions,
             schema=schema,
             extra_topic_configs={
                 "cleanup.policy": "compact,delete",

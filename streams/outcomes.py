@@ -48,12 +48,17 @@ class Publisher:
         self.max_record_bytes = max_record_bytes
 
     def command(self, command: Command) -> Message:
+        """To the runner of the action's `runs-on`, else to the workers of its type."""
+        if command.runs_on:
+            topic = self.topics.runner(command.runs_on)
+        else:
+            topic = self.topics.actions[command.type]
         value = command.to_json()
         too_large = len(value) > self.max_record_bytes
         if too_large and command.event is not None and command.event_ref is not None:
             value = replace(command, event=None).to_json()
         return Message(
-            self.topics.actions[command.type],
+            topic,
             command.event_id,
             value,
             instead=lambda reason: self._unsendable_command(command, reason),
@@ -92,6 +97,7 @@ class Publisher:
 
     async def enqueue(self, *messages: Message) -> list[Awaitable[Any]]:
         """Hand the messages to the producer in order; the acknowledgements to await."""
+        await self.topics.declare_runners(m.topic for m in messages)
         return [
             await m.topic.send(
                 key=m.key.encode("utf-8") if m.key is not None else None,

@@ -326,6 +326,8 @@ class ChainStep(JsonRecord):
     command_id: str
     action: str
     type: str
+    runs_on: str | None = None  #: the step's own runner (None: the workers)
+    template_error: str | None = None  #: why this step cannot run (its own, or the route's)
 
 
 @dataclass(frozen=True)
@@ -357,6 +359,8 @@ class Command(JsonRecord):
     then: tuple[ChainStep, ...] = ()
     #: An aggregated command: the ids of the events its batch gathered, in order.
     batch_event_ids: tuple[str, ...] = ()
+    #: The action's `runs-on`: the runner that executes it; None: the workers.
+    runs_on: str | None = None
 
     @property
     def event_text(self) -> str:
@@ -376,6 +380,8 @@ class Command(JsonRecord):
             command_id=step.command_id,
             action=step.action,
             type=step.type,
+            runs_on=step.runs_on,
+            template_error=step.template_error,
             then=tuple(rest),
             attempt=1,
             issued_at=utc_now(),
@@ -400,6 +406,7 @@ class CommandRef(JsonRecord):
     queued: bool = False  #: waiting for an earlier action of a serialized route
     #: Waiting for a plugin ("dedupe" or "aggregate"): issued, batched or dropped there.
     deferred: str | None = None
+    runs_on: str | None = None  #: the runner that executes it; None: the workers
 
 
 @dataclass(frozen=True)
@@ -440,6 +447,7 @@ class Outcome(JsonRecord):
     final: bool = True  #: False when another attempt follows
     replay_id: str | None = None
     dry_run: bool = False
+    runner: str | None = None  #: the runner that ran it (`postee runner --name`); None: a worker
 
 
 @dataclass(frozen=True)

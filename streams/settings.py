@@ -8,6 +8,7 @@ anything connects to Kafka. The Postee routing config (cfg.yaml) is separate: `c
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,16 @@ from pathlib import Path
 
 from streams.errors import ConfigError
 
-__all__ = ["ActionLimits", "IngestSettings", "KafkaSettings", "Settings", "TopicSettings"]
+__all__ = [
+    "RUNNER_NAME",
+    "ActionLimits",
+    "IngestSettings",
+    "KafkaSettings",
+    "Settings",
+    "TopicSettings",
+    "check_runner_name",
+    "runner_app_id",
+]
 
 DAY_S = 24 * 3600
 #: Room above the largest event for what a record adds around it: key, headers, framing,
@@ -115,11 +125,16 @@ class Settings:
     topics: TopicSettings = field(default_factory=TopicSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     actions: ActionLimits = field(default_factory=ActionLimits)
+    runner_name: str | None = None
+    """Set by `postee runner --name` (or `POSTEE_RUNNER_NAME`): this process is that runner."""
 
     @property
     def app_id(self) -> str:
         """Consumer group and changelog prefix: follows the topic prefix, so two prefixes
-        on one broker share nothing and workers with one prefix form one group."""
+        on one broker share nothing and workers with one prefix form one group. A runner
+        has a group (and ledger) of its own: `<prefix>-runner-<name>`."""
+        if self.runner_name:
+            return runner_app_id(self.topics.prefix, self.runner_name)
         return f"{self.topics.prefix}-streams"
 
     @classmethod
@@ -169,6 +184,25 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+#: What `runs-on` and `postee runner --name` accept (also in schemas/config.schema.json):
+#: it becomes part of topic names, which Kafka limits to these characters and 249 of them.
+RUNNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def runner_app_id(prefix: str, runner: str) -> str:
+    """The Faust app id, consumer group and changelog prefix of runner `runner`."""
+    return f"{prefix}-runner-{runner}"
+
+
+def check_runner_name(name: str) -> str:
+    if not RUNNER_NAME.fullmatch(name):
+        raise ConfigError(
+            f"a runner name takes letters, digits, '.', '_', '-' (at most 100): {name!r}",
+            key="POSTEE_RUNNER_NAME",
+        )
+    return name
 
 
 def _ingest(env: _Env, host: str, port: int) -> IngestSettings:

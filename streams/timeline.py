@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
@@ -58,7 +59,10 @@ async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
     )
     await consumer.start()
     try:
+        # A snapshot of every topic's partitions: once partitions are assigned, the
+        # consumer's own metadata covers only those.
         await consumer._client.force_metadata_update()
+        cluster = await consumer._client.fetch_all_metadata()
         entries = []
         since = records.event_time(event_id)
         positional = _positional(event_id)
@@ -71,15 +75,67 @@ async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
         name = settings.topics.name
         topics = [name("events"), name("replay"), name("outcomes"), name("dlq")]
         topics += [name(f"actions.{kind}") for kind in ACTION_TYPES]
-        tps = [tp for t in topics if (tp := _partition_of(consumer, t, event_id)) is not None]
-        found = await _read(consumer, tps, since_ms, lambda r: r.key == event_id.encode())
-        entries += [_entry(r, _kind(r.topic, r)) for r in found]
+        tps = [tp for t in topics if (tp := _partition_of(cluster, t, event_id)) is not None]
+
+        def mine(record: ConsumerRecord[bytes, bytes]) -> bool:
+            return bool(record.key == event_id.encode())
+
+        entries += [
+            _entry(r, _kind(r.topic, r)) for r in await _read(consumer, tps, since_ms, mine)
+        ]
+        # Commands of runners wait in their runners' topics, named by the routed records.
+        runners = [name(f"runner.{r}") for r in sorted(_runners(entries))]
+        tps = [tp for t in runners if (tp := _partition_of(cluster, t, event_id)) is not None]
+        entries += [_entry(r, "command") for r in await _read(consumer, tps, since_ms, mine)]
+        entries += _pending(entries)
         return sorted(entries, key=lambda e: (e.at, _ORDER.get(e.kind, 9), e.offset))
     finally:
         await consumer.stop()
 
 
-_ORDER = {"received": 0, "replayed": 1, "routed": 2, "command": 3, "outcome": 4, "dlq": 5}
+_ORDER = {
+    "received": 0,
+    "replayed": 1,
+    "routed": 2,
+    "command": 3,
+    "outcome": 4,
+    "dlq": 5,
+    "pending": 6,
+}
+
+
+def _runners(entries: list[Entry]) -> set[str]:
+    return {
+        str(ref["runs_on"])
+        for e in entries
+        if e.kind == "routed" and isinstance(e.value, dict)
+        for ref in e.value.get("commands", [])
+        if isinstance(ref, dict) and ref.get("runs_on")
+    }
+
+
+def _pending(entries: list[Entry]) -> list[Entry]:
+    """One entry per routed command with no final outcome yet, naming where it waits: a
+    runner (that may be down: its commands wait on the broker) or the workers."""
+    finished = {
+        e.value.get("command_id")
+        for e in entries
+        if e.kind == "outcome" and isinstance(e.value, dict) and e.value.get("final", True)
+    }
+    now = datetime.now(UTC)
+    waiting = []
+    for e in entries:
+        refs = (
+            e.value.get("commands", []) if e.kind == "routed" and isinstance(e.value, dict) else []
+        )
+        for ref in refs:
+            if ref.get("command_id") in finished or ref.get("deferred"):
+                continue
+            runner = ref.get("runs_on")
+            where = f"runner {runner}" if runner else "a worker"
+            value = {**ref, "waiting_for": where}
+            waiting.append(Entry(now, e.topic, e.partition, e.offset, "pending", value))
+    return waiting
 
 
 def _positional(event_id: str) -> tuple[str, int, int] | None:
@@ -90,8 +146,8 @@ def _positional(event_id: str) -> tuple[str, int, int] | None:
     return None
 
 
-def _partition_of(consumer: AIOKafkaConsumer, topic: str, key: str) -> TopicPartition | None:
-    partitions = consumer.partitions_for_topic(topic)
+def _partition_of(cluster: ClusterMetadata, topic: str, key: str) -> TopicPartition | None:
+    partitions = cluster.partitions_for_topic(topic)
     if not partitions:
         return None
     ordered = sorted(partitions)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import faust
@@ -22,12 +22,26 @@ import actions
 from streams.errors import ConfigError
 from streams.settings import RECORD_ENVELOPE_BYTES, Settings
 
-__all__ = ["TopicDeclarer", "TopicSpec", "Topics", "internal_specs"]
+__all__ = [
+    "RUNNER_PARTITIONS",
+    "TopicDeclarer",
+    "TopicSpec",
+    "Topics",
+    "internal_specs",
+    "runner_topic_name",
+]
 
 log = logging.getLogger(__name__)
 
 #: One command topic per action type the registry knows.
 ACTION_TYPES = tuple(actions.REGISTRY)
+#: One partition per runner topic: one runner reads it, in order (README, "Runners").
+RUNNER_PARTITIONS = 1
+
+
+def runner_topic_name(settings: Settings, runner: str) -> str:
+    """Where the commands of the actions with `runs-on: <runner>` wait for that runner."""
+    return settings.topics.name(f"runner.{runner}")
 
 
 @dataclass(frozen=True)
@@ -44,7 +58,11 @@ class Topics:
     """The Faust topic objects of one deployment (one topic prefix)."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
         self.settings = settings
+        self._runners: dict[str, faust.TopicT] = {}
+        #: Runner topic names not yet created by this process, and their runner names.
+        self._undeclared: dict[str, str] = {}
         name = settings.topics.name
         self.events = self._raw(app, name("events"))
         self.replay = self._raw(app, name("replay"))
@@ -72,6 +90,37 @@ class Topics:
             key_serializer="raw",
             value_serializer="raw",
         )
+
+    def runner(self, name: str) -> faust.TopicT:
+        """The command topic of runner `name`, made on first use (see `declare_runners`)."""
+        if name not in self._runners:
+            topic_name = runner_topic_name(self.settings, name)
+            self._runners[name] = self._raw(self.app, topic_name)
+            self._undeclared[topic_name] = name
+        return self._runners[name]
+
+    def runner_spec(self, name: str) -> TopicSpec:
+        return TopicSpec(
+            runner_topic_name(self.settings, name),
+            RUNNER_PARTITIONS,
+            self.settings.topics.actions_retention_s,
+        )
+
+    async def declare_runners(self, topics: Iterable[faust.TopicT]) -> None:
+        """Create the runner topics among `topics` that this process has not yet seen:
+        commands for a runner that never started must wait on the broker for it, with our
+        retention (and on brokers that do not create topics on first write)."""
+        if not self._undeclared:
+            return
+        todo = {
+            n: self._undeclared[n] for t in topics if (n := t.get_topic_name()) in self._undeclared
+        }
+        if todo:
+            await declare_topics(
+                self.settings, [self.runner_spec(r) for r in sorted(todo.values())]
+            )
+            for name in todo:
+                self._undeclared.pop(name, None)
 
     def specs(self) -> list[TopicSpec]:
         t = self.settings.topics

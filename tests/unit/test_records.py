@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -162,6 +163,8 @@ def test_produced_records_match_their_schemas():
     dlq_binary = records.DlqRecord.for_bytes(b"\xff\x00", stage="decode", reason="not UTF-8")
     assert records.schema_errors("routed", routed.to_dict()) == []
     assert records.schema_errors("outcome", outcome.to_dict()) == []
+    on_a_runner = dataclasses.replace(outcome, runner="node-a")
+    assert records.schema_errors("outcome", on_a_runner.to_dict()) == []
     assert records.schema_errors("dlq", dlq_text.to_dict()) == []
     assert records.schema_errors("dlq", dlq_binary.to_dict()) == []
     assert dlq_text.encoding == "utf-8" and dlq_binary.encoding == "base64"
