@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams import records, runners_admin
+from streams import runners_admin
 from streams.records import schema_errors
 from streams.settings import Settings
 from tests.http_sink import Sink, http_sink
@@ -264,7 +264,11 @@ async def test_kill_9_mid_command_reruns_it_with_a_higher_attempt(
     home = module_tmp / "node-c"
     node_c = another_runner(worker, home, sink, "node-c")
     event_id = post_event(worker, {"test": "hang", "id": uuid.uuid4().hex})
-    command_id = records.command_id(event_id, "hang", "hang-c")
+    outcomes = await reader_factory(worker.topic("outcomes"))
+    (routed,) = await outcomes.wait_for(
+        lambda m: value(m)["kind"] == "routed" and value(m)["event_id"] == event_id
+    )
+    (command_id,) = [c["command_id"] for c in value(routed)["commands"] if c["action"] == "hang-c"]
     started = home / f"started-{command_id}"
     ledger = await reader_factory(runners_admin.ledger_changelog(settings_of(worker), "node-c"))
     await ledger.wait_for(
@@ -277,7 +281,6 @@ async def test_kill_9_mid_command_reruns_it_with_a_higher_attempt(
 
     node_c = another_runner(worker, home, sink, "node-c")
     try:
-        outcomes = await reader_factory(worker.topic("outcomes"))
         (outcome,) = await outcomes.wait_for(outcomes_of(event_id))
     finally:
         node_c.stop()
