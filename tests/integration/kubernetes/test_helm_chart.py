@@ -31,7 +31,7 @@ VALUE_SETS = {
     "defaults": [],
     "namespaced-rbac-existing-secret": [
         "rbac.namespaced=true",
-        "rbac.namespaces={NAMESPACE}",
+        "rbac.namespaces={@NS@}",
         "configuration.existingSecret.enabled=true",
         "configuration.existingSecret.name=my-postee-cfg",
         "envFromSecret=postee-secrets",
@@ -65,7 +65,7 @@ def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def render(helm: Path, namespace: str, sets: list[str]) -> list[dict[str, Any]]:
     args = ["template", "ops", str(CHART), "--namespace", namespace]
     for value in sets:
-        args += ["--set", value.replace("{NAMESPACE}", namespace)]
+        args += ["--set", value.replace("@NS@", namespace)]
     done = run_helm(helm, *args)
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
@@ -75,7 +75,7 @@ def render(helm: Path, namespace: str, sets: list[str]) -> list[dict[str, Any]]:
 def test_helm_lint(helm: Path, name: str) -> None:
     args = ["lint", "--strict", str(CHART), "--namespace", "postee"]
     for value in VALUE_SETS[name]:
-        args += ["--set", value.replace("{NAMESPACE}", "web")]
+        args += ["--set", value.replace("@NS@", "web")]
     done = run_helm(helm, *args)
     assert done.returncode == 0, done.stdout + done.stderr
 
