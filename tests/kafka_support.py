@@ -159,6 +159,7 @@ def start_worker(
     label: str,
     extra_env: dict[str, str] | None = None,
     prefix: str | None = None,
+    startup_deadline_s: float = DEADLINE_S,
 ) -> Worker:
     port = free_port()
     prefix = prefix or unique_prefix(label)
@@ -181,12 +182,12 @@ def start_worker(
             stderr=subprocess.STDOUT,
         )
     worker = Worker(process, prefix, f"http://127.0.0.1:{port}", log_path, bootstrap, config)
-    _wait_healthy(worker)
+    _wait_healthy(worker, startup_deadline_s)
     return worker
 
 
-def _wait_healthy(worker: Worker) -> None:
-    end = time.monotonic() + DEADLINE_S
+def _wait_healthy(worker: Worker, deadline_s: float = DEADLINE_S) -> None:
+    end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if worker.process.poll() is not None:
             raise AssertionError(f"worker exited with {worker.process.returncode}:\n{worker.log()}")
@@ -197,4 +198,4 @@ def _wait_healthy(worker: Worker) -> None:
             pass
         time.sleep(0.2)  # poll interval of a readiness probe with a deadline
     worker.stop()
-    raise AssertionError(f"worker not healthy within {DEADLINE_S}s:\n{worker.log()}")
+    raise AssertionError(f"worker not healthy within {deadline_s}s:\n{worker.log()}")

@@ -30,7 +30,8 @@ from tests.kafka_support import (
     value,
 )
 
-pytestmark = pytest.mark.kafka
+# Workers start slowly on a loaded machine (about 20 topics and changelogs to create).
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
 
 def write_config(directory: Path, closed_port: int) -> Path:
@@ -77,7 +78,9 @@ def write_config(directory: Path, closed_port: int) -> Path:
 @pytest.fixture(scope="module")
 def worker(bootstrap: str, module_tmp: Path, log_dir: Path) -> Iterator[Worker]:
     config = write_config(module_tmp, free_port())
-    handle = start_worker(bootstrap, config, log_dir, "ops", {"POSTEE_LOG_FORMAT": "json"})
+    handle = start_worker(
+        bootstrap, config, log_dir, "ops", {"POSTEE_LOG_FORMAT": "json"}, startup_deadline_s=90
+    )
     yield handle
     handle.stop()
 
@@ -251,7 +254,9 @@ def poll_until(worker: Worker, ready_status: int) -> dict[str, Any]:
 
 def test_readyz_follows_the_broker_while_livez_stays_up(private_broker, tmp_path, log_dir):
     config = write_config(tmp_path, free_port())
-    worker = start_worker(private_broker.bootstrap, config, log_dir, "probes")
+    worker = start_worker(
+        private_broker.bootstrap, config, log_dir, "probes", startup_deadline_s=90
+    )
     try:
         assert poll_until(worker, 200)["status"] == "ready"
         private_broker.run("stop")
