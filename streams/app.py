@@ -7,13 +7,14 @@ build apps with their own topic prefixes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import ProducerT
 
+from streams import metrics
 from streams.config import PosteeConfig
 from streams.outcomes import Publisher
 from streams.rules import RouteMatcher
@@ -21,7 +22,7 @@ from streams.settings import Settings
 from streams.templates import TemplateRenderer
 from streams.topics import Topics
 
-__all__ = ["PosteeApp", "PosteeWorker", "create_app"]
+__all__ = ["PosteeApp", "PosteeWorker", "consumer_lag", "create_app"]
 
 RUNNER_SESSION_TIMEOUT_S = 10.0
 
@@ -48,6 +49,7 @@ class PosteeApp(faust.App):
     renderer: TemplateRenderer
     postee_topics: Topics
     publisher: Publisher
+    metrics: metrics.Metrics
 
 
 class PosteeWorker(faust.Worker):
@@ -102,5 +104,19 @@ def create_app(
     app.matcher = matcher
     app.renderer = renderer or TemplateRenderer({})
     app.postee_topics = Topics(app, settings)
-    app.publisher = Publisher(app.postee_topics, settings.ingest.max_record_bytes)
+    app.metrics = metrics.Metrics()
+    app.metrics.watch_lag(lambda: consumer_lag(app))
+    app.publisher = Publisher(app.postee_topics, settings.ingest.max_record_bytes, app.metrics)
     return app
+
+
+def consumer_lag(app: faust.App) -> Iterator[tuple[str, int]]:
+    """(topic, records behind) for every partition assigned to this worker that it has
+    read from since it started: the partition's high watermark (the offset the next
+    record will get) minus the offset after the last record read."""
+    consumer = app.consumer
+    read_offsets = consumer._read_offset  # type: ignore[attr-defined]
+    for tp in consumer.assignment():
+        highwater, read = consumer.highwater(tp), read_offsets.get(tp)
+        if highwater is not None and read is not None:
+            yield tp.topic, int(highwater) - (int(read) + 1)

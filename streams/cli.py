@@ -106,7 +106,7 @@ def run(
 ) -> None:
     """Run the router, the action agents and the ingest bridge in one worker."""
 
-    from streams import executor, ingest, plugin_agent, router
+    from streams import executor, ingest, logs, plugin_agent, router
     from streams.app import PosteeWorker, create_app
     from streams.topics import TopicDeclarer, internal_specs
 
@@ -126,7 +126,17 @@ def run(
     if settings.ingest.enabled:
         app.web_server(ingest.IngestBridge(app))
     declarer = TopicDeclarer(settings, app.postee_topics.specs() + internal_specs(app))
-    worker = PosteeWorker(app, declarer, pool, loglevel="debug" if settings.debug else "info")
+    loglevel = "debug" if settings.debug else "info"
+    json_logs = settings.log_format == "json"
+    worker = PosteeWorker(
+        app,
+        declarer,
+        pool,
+        loglevel=loglevel,
+        # JSON: every line one object, so no banner, and print() becomes a log record.
+        logging_config=logs.logging_config(loglevel) if json_logs else None,
+        quiet=json_logs,
+    )
     worker.execute_from_commandline()
 
 

@@ -204,7 +204,7 @@ async def _refuse(
     app: PosteeApp, event: faust.EventT[bytes], command: Command, reason: str
 ) -> None:
     """A command this worker will not run: a failed outcome, and the record in the DLQ."""
-    log.warning("refused command %s: %s", command.command_id, reason)
+    log.warning("refused command %s: %s", command.command_id, reason, extra=_ids(command))
     now = records.utc_now()
     outcome = Outcome(
         event_id=command.event_id,
@@ -313,10 +313,12 @@ async def run_command(
             dry_run=command.dry_run,
             runner=app.settings.runner_name,
         )
+        app.metrics.attempt(outcome)
         await app.publisher.send(app.publisher.outcome(outcome))
         if final:
             return CommandRun(outcome, errors, exhausted=result.retry_after_s is not None)
         await asyncio.sleep(result.retry_after_s or 0)  # backoff between attempts, not pacing
+        app.metrics.retry(command.type)
         attempt += 1
 
 
@@ -399,10 +401,20 @@ async def _run_attempt(
     except TimeoutError:
         return _Attempt(ActionResult("failed", error=f"no result within {bound_s:g}s"))
     except Exception as exc:  # a bug in an action must not stop the agent
-        log.exception("action %s failed on command %s", command.action, command.command_id)
+        log.exception(
+            "action %s failed on command %s",
+            command.action,
+            command.command_id,
+            extra=_ids(command),
+        )
         return _Attempt(
             ActionResult("failed", error=f"internal error: {type(exc).__name__}: {exc}")
         )
+
+
+def _ids(command: Command) -> dict[str, str]:
+    """What a log line about a command carries for JSON logs (streams/logs.py)."""
+    return {"event_id": command.event_id, "command_id": command.command_id}
 
 
 def _max_attempts(action: Action, params: Mapping[str, Any]) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 
-from streams import records
+from streams import metrics, records
 from streams.plugins import PluginRequest
 from streams.records import Command, DlqRecord, Outcome, Routed
 from streams.topics import Topics
@@ -43,9 +43,12 @@ class Publisher:
     every redelivery). Commands first shed their inline event (it stays on its own
     topic, by reference); whatever still does not fit becomes a DLQ record."""
 
-    def __init__(self, topics: Topics, max_record_bytes: int) -> None:
+    def __init__(
+        self, topics: Topics, max_record_bytes: int, counts: metrics.Metrics | None = None
+    ) -> None:
         self.topics = topics
         self.max_record_bytes = max_record_bytes
+        self.metrics = counts or metrics.Metrics()
 
     def command(self, command: Command) -> Message:
         """To the runner of the action's `runs-on`, else to the workers of its type."""
@@ -53,6 +56,7 @@ class Publisher:
             topic = self.topics.runner(command.runs_on)
         else:
             topic = self.topics.actions[command.type]
+        self.metrics.command(command.type)
         value = command.to_json()
         too_large = len(value) > self.max_record_bytes
         if too_large and command.event is not None and command.event_ref is not None:
@@ -79,12 +83,15 @@ class Publisher:
         )
 
     def routed(self, routed: Routed) -> Message:
+        self.metrics.routed(routed)
         return Message(self.topics.outcomes, routed.event_id, routed.to_json())
 
     def outcome(self, outcome: Outcome) -> Message:
+        self.metrics.outcome(outcome)
         return Message(self.topics.outcomes, outcome.event_id, outcome.to_json())
 
     def dlq(self, record: DlqRecord) -> Message:
+        self.metrics.dlq(record)
         value = record.to_json()
         if len(value) > self.max_record_bytes and record.topic is not None:
             # The original stays where it is: the record names its topic and offset.

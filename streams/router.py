@@ -13,7 +13,7 @@ import logging
 
 import faust
 
-from streams import plugins, records, routing
+from streams import metrics, plugins, records, routing
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.outcomes import Message, ack_after, manual_acks
@@ -44,6 +44,7 @@ def install(app: PosteeApp) -> None:
     app.agent(app.postee_topics.router_input, name="route_events", concurrency=1)(route_events)
 
 
+@metrics.timed_routing
 def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]:
     """What one record yields; every failure becomes a record, the loop never dies."""
     raw: bytes | None = event.value
@@ -64,7 +65,9 @@ def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]:
     except RuleEvaluationError as exc:
         return _route_failure(app, event, incoming, f"rule evaluation failed: {exc.reason}")
     except Exception as exc:  # a bug must not stop the stream: record it and go on
-        log.exception("routing event %s failed", incoming.event_id)
+        log.exception(
+            "routing event %s failed", incoming.event_id, extra={"event_id": incoming.event_id}
+        )
         return _route_failure(app, event, incoming, f"internal error: {type(exc).__name__}: {exc}")
     return [
         publisher.routed(decision.routed),

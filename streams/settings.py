@@ -121,6 +121,8 @@ class Settings:
     """Where template `rego-package`s are looked up (`POSTEE_TEMPLATES_PATH`)."""
     debug: bool = False
     """Verbose logging (`POSTEE_DEBUG`)."""
+    log_format: str = "text"
+    """`text` (Faust's lines) or `json` (one object per line) (`POSTEE_LOG_FORMAT`)."""
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -146,6 +148,7 @@ class Settings:
             rego_filters_path=env.path("REGO_FILTERS_PATH", cls.rego_filters_path),
             templates_path=env.path("POSTEE_TEMPLATES_PATH", cls.templates_path),
             debug=env.flag("POSTEE_DEBUG", False),
+            log_format=env.choice("POSTEE_LOG_FORMAT", ("text", "json"), "text"),
             kafka=KafkaSettings(
                 bootstrap=env.text("POSTEE_KAFKA", KafkaSettings.bootstrap),
                 store=env.text("POSTEE_STORE", KafkaSettings.store),
@@ -252,6 +255,12 @@ class _Env:
         if value in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"expected a boolean (1/0, true/false), got {value!r}", key=name)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self._environ.get(name, "").strip().lower() or default
+        if value not in choices:
+            raise ConfigError(f"expected one of {', '.join(choices)}, got {value!r}", key=name)
+        return value
 
     def positive_int(self, name: str, default: int) -> int:
         value = self._environ.get(name, "").strip()

@@ -25,6 +25,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 #: How long any wait for a record or a service may take before the test fails.
 DEADLINE_S = 45.0
+#: How long a worker or runner may take to start (topics, group join) on a loaded machine.
+STARTUP_DEADLINE_S = 90.0
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -179,6 +181,7 @@ def start_worker(
     label: str,
     extra_env: dict[str, str] | None = None,
     prefix: str | None = None,
+    startup_deadline_s: float = STARTUP_DEADLINE_S,
 ) -> Worker:
     port = free_port()
     prefix = prefix or unique_prefix(label)
@@ -201,12 +204,12 @@ def start_worker(
             stderr=subprocess.STDOUT,
         )
     worker = Worker(process, prefix, f"http://127.0.0.1:{port}", log_path, bootstrap, config)
-    _wait_healthy(worker)
+    _wait_healthy(worker, startup_deadline_s)
     return worker
 
 
-def _wait_healthy(worker: Worker) -> None:
-    end = time.monotonic() + DEADLINE_S
+def _wait_healthy(worker: Worker, deadline_s: float = STARTUP_DEADLINE_S) -> None:
+    end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if worker.process.poll() is not None:
             raise AssertionError(f"worker exited with {worker.process.returncode}:\n{worker.log()}")
@@ -217,7 +220,7 @@ def _wait_healthy(worker: Worker) -> None:
             pass
         time.sleep(0.2)  # poll interval of a readiness probe with a deadline
     worker.stop()
-    raise AssertionError(f"worker not healthy within {DEADLINE_S}s:\n{worker.log()}")
+    raise AssertionError(f"worker not healthy within {deadline_s}s:\n{worker.log()}")
 
 
 @dataclass
@@ -258,12 +261,12 @@ def start_runner(
             stderr=subprocess.STDOUT,
         )
     runner = Runner(process, name, home, log_path)
-    end = time.monotonic() + DEADLINE_S
+    end = time.monotonic() + STARTUP_DEADLINE_S
     while "Worker]: Ready" not in runner.log():
         if process.poll() is not None:
             raise AssertionError(f"runner exited with {process.returncode}:\n{runner.log()}")
         if time.monotonic() > end:
             runner.stop()
-            raise AssertionError(f"runner not ready within {DEADLINE_S}s:\n{runner.log()}")
+            raise AssertionError(f"runner not ready within {STARTUP_DEADLINE_S}s:\n{runner.log()}")
         time.sleep(0.2)  # poll interval of a readiness check with a deadline
     return runner
