@@ -148,12 +148,21 @@ class _LagCollector(Collector):
     def __init__(self, source: LagSource) -> None:
         self.source = source
 
-    def collect(self) -> Iterator[Metric]:
-        lag = GaugeMetricFamily(
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
             "postee_consumer_lag",
             "Records not yet read on this worker's assigned partitions",
             labels=["topic"],
         )
+
+    def describe(self) -> Iterator[Metric]:
+        # Registering a collector without describe() calls collect() at once, which
+        # would build the app's consumer (and its thread's event loop) at app creation.
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        lag = self._family()
         totals: dict[str, int] = {}
         try:
             for topic, behind in self.source():
