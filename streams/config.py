@@ -9,6 +9,7 @@ is raised together as `ConfigErrors`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -90,6 +91,8 @@ class PosteeConfig:
     routes: tuple[Route, ...]
     templates: Mapping[str, Template]
     actions: Mapping[str, Action]
+    #: A short hash of the file's text: which config a routing decision came from.
+    version: str = ""
 
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
@@ -110,6 +113,7 @@ def load(path: Path, rego_filters_path: Path = Path("rego-filters")) -> PosteeCo
         routes=routes,
         templates=MappingProxyType(templates),
         actions=MappingProxyType(actions),
+        version=hashlib.sha256(path.read_bytes()).hexdigest()[:12],
     )
     errors = list(_reference_errors(config, raw))
     if errors:

@@ -125,14 +125,19 @@ async def execute_one(
         )
         return
     entry = ledger.lookup(command.command_id)
-    if entry is not None and entry["state"] == "finished":
+    # A command redriven from the DLQ runs again, once per redrive id, with fresh retries.
+    redrive = records.redrive_id(event.headers)
+    again = redrive is not None and entry is not None and entry.get("redrive_id") != redrive
+    if entry is not None and entry["state"] == "finished" and not again:
         await publisher.send(publisher.outcome(_skipped(command, entry)))
         return
-    if entry is not None:  # started before, never finished: the worker died mid-run
+    if entry is not None:  # started before, never finished (the worker died), or redriven
         command = replace(command, attempt=int(entry["attempt"]) + 1)
-    ledger.started(command.command_id, command.attempt)
-    run = await run_command(app, action, command, kill_switch)
-    ledger.finished(command.command_id, run.last.status, run.last.attempt, run.last.finished_at)
+    ledger.started(command.command_id, command.attempt, redrive)
+    extra = command.attempt - 1 if again else 0
+    run = await run_command(app, action, command, kill_switch, extra)
+    last = run.last
+    ledger.finished(command.command_id, last.status, last.attempt, last.finished_at, redrive)
     if run.exhausted:
         await publisher.send(
             publisher.dlq_for(
@@ -145,7 +150,7 @@ async def execute_one(
                 attempts=run.errors,
             )
         )
-    if command.then:
+    if command.then and not again:  # a redrive repeats this command, not its followers
         following = replace(command.then[0], then=command.then[1:], issued_at=records.utc_now())
         await publisher.send(publisher.command(following))
 
@@ -189,10 +194,15 @@ class CommandRun:
 
 
 async def run_command(
-    app: PosteeApp, action: Action, command: Command, kill_switch: asyncio.Event
+    app: PosteeApp,
+    action: Action,
+    command: Command,
+    kill_switch: asyncio.Event,
+    attempts_before: int = 0,
 ) -> CommandRun:
-    """Run every attempt of one command, publishing each outcome."""
-    max_attempts = _max_attempts(action, command)
+    """Run every attempt of one command, publishing each outcome; `attempts_before`
+    attempts of an earlier run (a redrive) do not count against the retries."""
+    max_attempts = _max_attempts(action, command) + attempts_before
     attempt = command.attempt
     errors: list[dict[str, Any]] = []
     while True:

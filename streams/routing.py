@@ -87,6 +87,7 @@ def decide(
         notes=notes,
         at=now,
         replay_id=event.replay_id,
+        config_version=config.version or None,
     )
     return Decision(routed=routed, commands=tuple(commands), plugin_requests=tuple(requests))
 

@@ -23,7 +23,7 @@ from streams import records
 from streams.settings import Settings
 from streams.topics import ACTION_TYPES
 
-__all__ = ["Entry", "WindowRow", "event_timeline", "window_timeline"]
+__all__ = ["Entry", "WindowRow", "describe", "event_timeline", "read_at", "window_timeline"]
 
 #: How far before an event's id time its first record may sit (clock skew, batching).
 SEEK_SLACK = timedelta(minutes=1)
@@ -63,7 +63,7 @@ async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
         since = records.event_time(event_id)
         positional = _positional(event_id)
         if positional is not None:
-            record = await _read_at(consumer, *positional)
+            record = await read_at(consumer, *positional)
             if record is not None:
                 entries.append(_entry(record, "received"))
                 since = datetime.fromtimestamp(record.timestamp / 1000, UTC)
@@ -98,7 +98,7 @@ def _partition_of(consumer: AIOKafkaConsumer, topic: str, key: str) -> TopicPart
     return TopicPartition(topic, _partitioner(key.encode(), ordered, ordered))
 
 
-async def _read_at(
+async def read_at(
     consumer: AIOKafkaConsumer, topic: str, partition: int, offset: int
 ) -> ConsumerRecord[bytes, bytes] | None:
     tp = TopicPartition(topic, partition)
@@ -180,6 +180,46 @@ def _json(raw: bytes | None) -> Any:
         return json.loads(raw or b"null")
     except ValueError:
         return {"undecodable": (raw or b"")[:200].decode("utf-8", "replace")}
+
+
+# --- describing entries ---
+
+
+def describe(entry: Entry) -> str:
+    """One line about a timeline entry (`postee timeline` and the UI's timeline page)."""
+    v, h = entry.value if isinstance(entry.value, dict) else {}, entry.headers
+    if entry.kind == "received":
+        where = f"{entry.topic}[{entry.partition}]@{entry.offset}"
+        return f"via {h.get('postee-source', 'kafka')} on {where}"
+    if entry.kind == "replayed":
+        return f"replay {h.get('postee-replay-id', '?')} ({h.get('postee-replay-mode', 'dry-run')})"
+    if entry.kind == "routed":
+        routes = ", ".join(v.get("routes", [])) or "no route matched"
+        extra = "".join(f"; {s['route']}: {s['reason']}" for s in v.get("skipped", []))
+        replay = f" [replay {v['replay_id']}]" if v.get("replay_id") else ""
+        error = f"; error: {v['error']}" if v.get("error") else ""
+        version = f" (config {v['config_version']})" if v.get("config_version") else ""
+        return f"routes: {routes}{extra}{replay}{error}{version}"
+    if entry.kind in ("deduplicated", "aggregated"):
+        return f"{entry.kind} on route {v.get('route')}: {v.get('decision')} (key {v.get('key')})"
+    if entry.kind == "command":
+        flags = " dry-run" if v.get("dry_run") else ""
+        command = str(v.get("command_id"))[:12]
+        return f"{v.get('type')} {v.get('route')}/{v.get('action')} {command}{flags}"
+    if entry.kind == "outcome":
+        detail = v.get("detail", {})
+        facts = [
+            f"{k}={detail[k]}" for k in ("exit_code", "status_code", "timed_out") if k in detail
+        ]
+        error = f" - {v['error']}" if v.get("error") else ""
+        return (
+            f"{v.get('action')} attempt {v.get('attempt')}: {v.get('status')}"
+            f" {' '.join(facts)} ({v.get('duration_ms')} ms){error}"
+        )
+    if entry.kind == "redriven":
+        to = v.get("to", {})
+        return f"redriven to {to.get('topic')}[{to.get('partition')}]@{to.get('offset')}"
+    return f"{v.get('stage')}: {v.get('reason')}"
 
 
 # --- a time window ------------------------------------------------------------------------
