@@ -79,7 +79,15 @@ async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
         await consumer.stop()
 
 
-_ORDER = {"received": 0, "replayed": 1, "routed": 2, "command": 3, "outcome": 4, "dlq": 5}
+_ORDER = {
+    "received": 0,
+    "replayed": 1,
+    "redriven": 2,
+    "routed": 3,
+    "command": 4,
+    "outcome": 5,
+    "dlq": 6,
+}
 
 
 def _positional(event_id: str) -> tuple[str, int, int] | None:

@@ -24,7 +24,7 @@ COOKIE = "postee_ui_session"
 TOKEN_KEY = web.AppKey("token", str)
 TLS_KEY = web.AppKey("tls", bool)
 #: Paths anyone may fetch: the login form, its assets, and readiness (no data in them).
-OPEN_PATHS = frozenset({"/login", "/healthz", "/static/app.css", "/static/app.js"})
+OPEN_PATHS = frozenset({"/login", "/healthz", "/favicon.ico", "/static/app.css", "/static/app.js"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LoginPage = Callable[[str, str], str]

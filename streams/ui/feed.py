@@ -84,6 +84,8 @@ class Feed:
         }
         new = found - self._assigned
         if not new:
+            if initial:
+                self.caught_up.set()  # nothing to read yet
             return
         since_ms = int(time.time() * 1000) - self.index.window_ms
         starts = await self.consumer.offsets_for_times({tp: since_ms for tp in new})

@@ -49,26 +49,16 @@ class Redriver:
 
     async def redrive(self, partition: int, offset: int) -> records.Redriven:
         dlq_topic = self.settings.topics.name("dlq")
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            await consumer._client.force_metadata_update()
-            found = await timeline.read_at(consumer, dlq_topic, partition, offset)
-            if found is None:
-                raise RedriveError(f"no record at {dlq_topic}[{partition}]@{offset}")
-            dlq = _json_object(found.value)
-            topic = dlq.get("topic")
-            if topic not in self.sources:
-                raise RedriveError(f"a record from {topic!r} cannot be redriven")
-            source = None
-            if isinstance(dlq.get("partition"), int) and isinstance(dlq.get("offset"), int):
-                source = await timeline.read_at(consumer, topic, dlq["partition"], dlq["offset"])
-        finally:
-            await consumer.stop()
+        found = await self._read(dlq_topic, partition, offset)
+        if found is None:
+            raise RedriveError(f"no record at {dlq_topic}[{partition}]@{offset}")
+        dlq = _json_object(found.value)
+        topic = dlq.get("topic")
+        if topic not in self.sources:
+            raise RedriveError(f"a record from {topic!r} cannot be redriven")
+        source = None
+        if isinstance(dlq.get("partition"), int) and isinstance(dlq.get("offset"), int):
+            source = await self._read(topic, dlq["partition"], dlq["offset"])
         event_id = dlq.get("event_id") or (
             found.key.decode("utf-8", "replace") if found.key else None
         )
@@ -80,6 +70,8 @@ class Redriver:
             (records.HEADER_REDRIVE_OF, f"{dlq_topic}:{partition}:{offset}".encode()),
         ]
         sent = await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+        # The redriven record carries the time of the record it put back, so the timeline
+        # tells of the redrive before what the redriven record caused.
         redriven = records.Redriven(
             redrive_id=redrive_id,
             event_id=event_id,
@@ -94,8 +86,24 @@ class Redriver:
             self.settings.topics.name("outcomes"),
             redriven.to_json(),
             key=event_id.encode() if event_id else None,
+            timestamp_ms=sent.timestamp if sent.timestamp > 0 else None,
         )
         return redriven
+
+    async def _read(self, topic: str, partition: int, offset: int) -> Any:
+        """One record by its place, with a consumer of its own (re-assigning one consumer
+        from partition to partition stalls aiokafka's fetcher)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()
+            return await timeline.read_at(consumer, topic, partition, offset)
+        finally:
+            await consumer.stop()
 
     def _what_to_send(
         self, dlq: dict[str, Any], source: Any, topic: str, event_id: str | None
