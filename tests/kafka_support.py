@@ -160,21 +160,45 @@ def start_worker(
     extra_env: dict[str, str] | None = None,
     prefix: str | None = None,
 ) -> Worker:
+    return _start("run", "POSTEE_HTTP", bootstrap, config, log_dir, label, extra_env, prefix)
+
+
+def start_ui(
+    bootstrap: str,
+    config: Path,
+    log_dir: Path,
+    prefix: str,
+    extra_env: dict[str, str] | None = None,
+) -> Worker:
+    """A `postee ui` process on the prefix of a worker; healthy once its index caught up."""
+    return _start("ui", "POSTEE_UI_HTTP", bootstrap, config, log_dir, "ui", extra_env, prefix)
+
+
+def _start(
+    command: str,
+    address_variable: str,
+    bootstrap: str,
+    config: Path,
+    log_dir: Path,
+    label: str,
+    extra_env: dict[str, str] | None,
+    prefix: str | None,
+) -> Worker:
     port = free_port()
     prefix = prefix or unique_prefix(label)
-    log_path = log_dir / f"worker-{prefix}-{port}.log"
+    log_path = log_dir / f"{command}-{prefix}-{port}.log"
     env = {
         **os.environ,
         "POSTEE_KAFKA": bootstrap,
         "POSTEE_CFG": str(config),
         "POSTEE_TOPIC_PREFIX": prefix,
-        "POSTEE_HTTP": f"127.0.0.1:{port}",
+        address_variable: f"127.0.0.1:{port}",
         "POSTEE_PARTITIONS": "2",
         **(extra_env or {}),
     }
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams", "run"],
+            [sys.executable, "-m", "streams", command],
             cwd=REPO,
             env=env,
             stdout=log_file,

@@ -1,0 +1,113 @@
+"""`postee ui` authentication: 401 without credentials, bearer or login cookie, and no
+open listener off loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.kafka_support import REPO, Worker, free_port, start_ui, unique_prefix
+
+pytestmark = pytest.mark.kafka
+
+TOKEN = "ui-t0ken-for-tests"
+PAGES = ["/", "/dlq", "/replay", "/events/01a2374a0c517b3eb5b8f6c1d0a1e2f3"]
+APIS = ["/api/events", "/api/counts", "/api/stream", "/api/dlq", "/api/replays", "/api/events/x"]
+
+
+@pytest.fixture(scope="module")
+def config(module_tmp: Path) -> Path:
+    path = module_tmp / "cfg.yaml"
+    path.write_text(
+        textwrap.dedent("""
+        routes:
+          - {name: all, actions: [noop]}
+        actions:
+          - {name: noop, type: exec, enable: true, exec-script: "true"}
+        """)
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def ui(bootstrap: str, config: Path, log_dir: Path) -> Iterator[Worker]:
+    process = start_ui(
+        bootstrap, config, log_dir, unique_prefix("ui-auth"), {"POSTEE_UI_TOKEN": TOKEN}
+    )
+    yield process
+    process.stop()
+
+
+def test_without_credentials_pages_and_api_answer_401(ui: Worker) -> None:
+    with httpx.Client(base_url=ui.base_url, timeout=10) as client:
+        for path in PAGES:
+            response = client.get(path)
+            assert response.status_code == 401, path
+            assert 'action="/login"' in response.text  # the login form, and nothing else
+        for path in APIS:
+            response = client.get(path)
+            assert response.status_code == 401, path
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        for path in ("/api/dlq/redrive", "/api/replays"):
+            assert client.post(path, json={"partition": 0, "offset": 0}).status_code == 401
+        wrong = {"Authorization": "Bearer not-the-token"}
+        assert client.get("/api/events", headers=wrong).status_code == 401
+        client.cookies.set("postee_ui_session", TOKEN)  # the token is not the cookie
+        assert client.get("/api/events").status_code == 401
+        # What anyone may fetch holds no data.
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/static/app.js").status_code == 200
+
+
+def test_bearer_token_and_login_cookie(ui: Worker) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=ui.base_url, timeout=10) as client:
+        assert client.get("/api/events", headers=bearer).json()["rows"] == []
+        page = client.get("/", headers=bearer)
+        assert page.status_code == 200
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+        refused = client.post("/login", data={"token": "guess", "next": "/dlq"})
+        assert refused.status_code == 401 and "postee_ui_session" not in refused.cookies
+        accepted = client.post("/login", data={"token": TOKEN, "next": "/dlq"})
+        assert accepted.status_code == 303 and accepted.headers["Location"] == "/dlq"
+        set_cookie = accepted.headers["Set-Cookie"]
+        assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
+        assert TOKEN not in set_cookie
+        assert client.get("/api/events").status_code == 200
+        assert client.get("/dlq").status_code == 200
+
+        # A cross-site POST that carries the cookie is refused.
+        evil = {"Origin": "http://evil.example"}
+        body = {"from": "1h"}
+        assert client.post("/api/replays", json=body, headers=evil).status_code == 403
+        assert client.post("/logout").status_code == 303
+        client.cookies.clear()
+        assert client.get("/api/events").status_code == 401
+
+
+def test_refuses_to_listen_off_loopback_without_a_token(bootstrap: str, config: Path) -> None:
+    env = {
+        **os.environ,
+        "POSTEE_KAFKA": bootstrap,
+        "POSTEE_CFG": str(config),
+        "POSTEE_UI_HTTP": f"0.0.0.0:{free_port()}",
+    }
+    env.pop("POSTEE_UI_TOKEN", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "streams", "ui"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "POSTEE_UI_TOKEN" in result.stderr and "without authentication" in result.stderr
