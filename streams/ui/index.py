@@ -15,25 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams import records
+from streams.ui.titles import TITLE_CHARS, event_title
 
 __all__ = ["STATUSES", "CommandState", "DlqEntry", "EventRow", "Index", "Query"]
 
 STATUSES = ("succeeded", "failed", "pending", "dry_run", "skipped")
 MAX_DLQ = 2_000
-TITLE_CHARS = 120
-#: Where the usual sources keep a one-line summary: Falco, Tracee, Aqua, Trivy, ...
-_TITLE_PATHS = (
-    ("title",),
-    ("summary",),
-    ("output",),
-    ("message",),
-    ("SigMetadata", "Name"),
-    ("rule",),
-    ("name",),
-    ("ArtifactName",),
-    ("image",),
-    ("metadata", "name"),
-)
 
 
 @dataclass
@@ -169,7 +156,8 @@ class Index:
         if kind == "dlq":
             return self._dlq(raw, timestamp_ms, place)
         if kind in ("events", "replay"):
-            return self._event(kind, key, raw, headers, timestamp_ms, place)
+            meta = {k: v.decode("utf-8", "replace") for k, v in headers}
+            return self._event(kind, raw, meta, timestamp_ms, ":".join(map(str, place)))
         value = _json(raw)
         if not isinstance(value, dict) or not isinstance(value.get("event_id"), str):
             return None
@@ -204,17 +192,9 @@ class Index:
         return row
 
     def _event(
-        self,
-        kind: str,
-        key: bytes | None,
-        raw: bytes | None,
-        headers: list[tuple[str, bytes]],
-        timestamp_ms: int,
-        place: tuple[str, int, int],
+        self, kind: str, raw: bytes | None, meta: dict[str, str], at_ms: int, place: str
     ) -> str | None:
-        meta = {k: v.decode("utf-8", "replace") for k, v in headers}
-        event_id = meta.get(records.HEADER_EVENT_ID) or ":".join(str(p) for p in place)
-        row = self._row(event_id, timestamp_ms)
+        row = self._row(meta.get(records.HEADER_EVENT_ID) or place, at_ms)
         if row is None:
             return None
         if kind == "replay":
@@ -289,19 +269,6 @@ def _state(value: dict[str, Any], replay_id: str | None) -> CommandState:
         type=str(value.get("type", "")),
         replay_id=replay_id,
     )
-
-
-def event_title(event: Any) -> str:
-    """A short line about an event, from the fields the usual sources fill."""
-    if not isinstance(event, dict):
-        return ""
-    for path in _TITLE_PATHS:
-        found: Any = event
-        for step in path:
-            found = found.get(step) if isinstance(found, dict) else None
-        if isinstance(found, str) and found.strip():
-            return found.strip()[:TITLE_CHARS]
-    return json.dumps(event, ensure_ascii=False)[:TITLE_CHARS]
 
 
 def _json(raw: bytes | None) -> Any:
