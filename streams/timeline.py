@@ -52,7 +52,14 @@ class Entry:
         }
 
 
-async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
+async def event_timeline(
+    settings: Settings, event_id: str, until: datetime | None = None
+) -> list[Entry]:
+    """Every record of the event, in order. Without `until` each partition is read from
+    the event's time to its end. A caller that knows when the event's latest record was
+    written (the UI's index) passes it as `until`: each partition is then read to a minute
+    after it, and again over its last minute, which is complete as long as the caller is
+    less than a minute behind the topics."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False
     )
@@ -67,12 +74,17 @@ async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
             if record is not None:
                 entries.append(_entry(record, "received"))
                 since = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-        since_ms = int((since - SEEK_SLACK).timestamp() * 1000) if since else 0
+        since_ms = _ms(since - SEEK_SLACK) if since else 0
         name = settings.topics.name
         topics = [name("events"), name("replay"), name("outcomes"), name("dlq")]
         topics += [name(f"actions.{kind}") for kind in ACTION_TYPES]
         tps = [tp for t in topics if (tp := _partition_of(consumer, t, event_id)) is not None]
-        found = await _read(consumer, tps, since_ms, lambda r: r.key == event_id.encode())
+        key = event_id.encode()
+        stop_ms = None if until is None else _ms(until + SEEK_SLACK)
+        found = await _read(consumer, tps, since_ms, lambda r: r.key == key, stop_ms=stop_ms)
+        tail_ms = _ms(datetime.now(UTC) - SEEK_SLACK)
+        if stop_ms is not None and tail_ms > stop_ms:
+            found += await _read(consumer, tps, tail_ms, lambda r: r.key == key)
         entries += [_entry(r, _kind(r.topic, r)) for r in found]
         return sorted(entries, key=lambda e: (e.at, _ORDER.get(e.kind, 9), e.offset))
     finally:
@@ -88,6 +100,10 @@ _ORDER = {
     "outcome": 5,
     "dlq": 6,
 }
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def _positional(event_id: str) -> tuple[str, int, int] | None:
@@ -130,13 +146,18 @@ async def _read(
     since_ms: int,
     keep: Callable[[ConsumerRecord[bytes, bytes]], bool],
     until_ms: int | None = None,
+    stop_ms: int | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Records that `keep` selects, from `since_ms` to the end each partition has now.
+    """Records that `keep` selects (written by `until_ms` when given), from `since_ms` to
+    the end each partition has now, or to the first record written after `stop_ms`.
 
     All partitions are assigned at once: re-assigning one by one stalls aiokafka's fetcher.
     """
     ends = await consumer.end_offsets(tps)
     starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+    if stop_ms is not None:
+        stops = await consumer.offsets_for_times({tp: stop_ms for tp in tps})
+        ends = {tp: stops[tp].offset if stops[tp] is not None else ends[tp] for tp in tps}
     todo = {tp: ends[tp] for tp in tps if starts[tp] is not None and starts[tp].offset < ends[tp]}
     if not todo:
         return []

@@ -39,6 +39,7 @@ class CommandState:
 class EventRow:
     event_id: str
     at_ms: int  #: arrival (from a UUIDv7 id, else the first record's timestamp)
+    last_ms: int = 0  #: when its latest record was written (bounds the timeline's read)
     source: str = ""
     title: str = ""
     routed: bool = False
@@ -48,9 +49,10 @@ class EventRow:
     replays: set[str] = field(default_factory=set)
     error: str | None = None
 
-    def statuses(self) -> set[str]:
-        found = {c.status for c in self.commands.values()}
-        return found | ({"pending"} if not self.routed else set())
+    def has_status(self, status: str) -> bool:
+        if status == "pending" and not self.routed:
+            return True
+        return any(c.status == status for c in self.commands.values())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,7 +105,7 @@ class Query:
             and (self.until_ms is None or row.at_ms <= self.until_ms)
             and (self.route is None or self.route in row.routes)
             and (self.action is None or any(c.action == self.action for c in row.commands.values()))
-            and (self.status is None or self.status in row.statuses())
+            and (self.status is None or row.has_status(self.status))
         )
 
 
@@ -129,17 +131,19 @@ class Index:
         return found
 
     def counts(self, query: Query) -> dict[str, dict[str, int]]:
-        routes: Counter[str] = Counter()
-        actions: Counter[str] = Counter()
-        statuses: Counter[str] = Counter()
+        routes: dict[str, int] = {}
+        actions: dict[str, int] = {}
+        statuses: dict[str, int] = {}
+        selects = query.selects
         for row in self.rows.values():
-            if not query.selects(row):
+            if not selects(row):
                 continue
-            routes.update(row.routes)
+            for route in row.routes:
+                routes[route] = routes.get(route, 0) + 1
             for command in row.commands.values():
-                actions[command.action] += 1
-                statuses[command.status] += 1
-        return {"routes": dict(routes), "actions": dict(actions), "statuses": dict(statuses)}
+                actions[command.action] = actions.get(command.action, 0) + 1
+                statuses[command.status] = statuses.get(command.status, 0) + 1
+        return {"routes": routes, "actions": actions, "statuses": statuses}
 
     # --- folding records ------------------------------------------------------------------
 
@@ -179,12 +183,13 @@ class Index:
     def _row(self, event_id: str, timestamp_ms: int) -> EventRow | None:
         row = self.rows.get(event_id)
         if row is not None:
+            row.last_ms = max(row.last_ms, timestamp_ms)
             return row
         born = records.event_time(event_id)
         at_ms = int(born.timestamp() * 1000) if born else timestamp_ms
         if at_ms < max(self._floor_ms, timestamp_ms - self.window_ms):
             return None
-        row = self.rows[event_id] = EventRow(event_id, at_ms)
+        row = self.rows[event_id] = EventRow(event_id, at_ms, timestamp_ms)
         oldest_ms = timestamp_ms - self.window_ms
         while len(self.rows) > self.max_events or next(iter(self.rows.values())).at_ms < oldest_ms:
             _, evicted = self.rows.popitem(last=False)
@@ -249,6 +254,7 @@ class Index:
         if row is None:
             return None
         row.dlq += 1
+        row.last_ms = max(row.last_ms, timestamp_ms)
         return row.event_id
 
     def _redriven(self, value: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from string import Template
@@ -79,11 +80,25 @@ def _pretty(value: Any) -> str:
     return h(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False))
 
 
-def timeline_page(event_id: str, entries: Sequence[Entry], prefix: str, signed_in: bool) -> str:
+def timeline_page(
+    event_id: str,
+    entries: Sequence[Entry],
+    prefix: str,
+    signed_in: bool,
+    cut: datetime | None = None,
+) -> str:
+    more = ""
+    if cut is not None:
+        more = (
+            f'<p class="note">Read up to {h(cut.isoformat(timespec="seconds"))} (an hour after'
+            " its arrival; the event is older than the UI's index). Later records, such as a"
+            f' replay, may exist: <a href="/events/{h(event_id)}?full=1">read the topics to'
+            " their end</a>.</p>"
+        )
     if not entries:
         body = (
             f"<h1>Event <code>{h(event_id)}</code></h1>"
-            f'<p class="error">No record of this event on the {h(prefix)}.* topics.</p>'
+            f'<p class="error">No record of this event on the {h(prefix)}.* topics.</p>' + more
         )
         return _layout("Event", "timeline", body, prefix, signed_in)
     arrival = next((e for e in entries if e.kind in ("received", "replayed")), None)
@@ -102,7 +117,8 @@ def timeline_page(event_id: str, entries: Sequence[Entry], prefix: str, signed_i
     raw = _raw_event(entries, arrival)
     body = (
         f"<h1>Event <code>{h(event_id)}</code></h1>"
-        '<dl class="facts">'
+        + more
+        + '<dl class="facts">'
         + "".join(f"<dt>{h(k)}</dt><dd>{h(v)}</dd>" for k, v in facts.items())
         + "</dl>"
         '<table class="timeline"><thead><tr><th>Time</th><th>What</th><th>Details</th></tr>'

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from streams import timeline
+from streams import records, timeline
 from streams.config import PosteeConfig
 from streams.settings import Settings
 from streams.timeparse import parse_time
@@ -38,6 +40,9 @@ from streams.ui.operations import RedriveError, Redriver, ReplayJobs
 __all__ = ["UI_KEY", "Ui", "routes"]
 
 MAX_ROWS = 500
+DLQ_PAGE_ROWS = 500
+#: How far past its arrival the timeline of an event the index does not hold is read.
+HORIZON = timedelta(hours=1)
 KEEPALIVE_S = 15.0
 
 
@@ -93,17 +98,31 @@ async def events_page(request: web.Request) -> web.Response:
     return _html(pages.events_page(ui.config, ui.settings.topics.prefix, _signed_in(request)))
 
 
-async def timeline_page(request: web.Request) -> web.Response:
+async def _timeline(request: web.Request) -> tuple[str, list[timeline.Entry], datetime | None]:
+    """The event's records, and the time the read stopped at when it did not read each
+    partition to its end (an event the index does not hold: HORIZON after its arrival)."""
     ui, event_id = _ui(request), request.match_info["event_id"]
-    entries = await timeline.event_timeline(ui.settings, event_id)
-    prefix = ui.settings.topics.prefix
-    page = pages.timeline_page(event_id, entries, prefix, _signed_in(request))
+    row, born = ui.index.rows.get(event_id), records.event_time(event_id)
+    until = cut = None
+    if request.query.get("full") == "1" or (row is None and born is None):
+        pass  # read every partition to its end
+    elif row is not None and ui.feed.caught_up.is_set():
+        until = datetime.fromtimestamp(row.last_ms / 1000, UTC)  # complete: see event_timeline
+    elif born is not None:
+        until = cut = born + HORIZON
+    return event_id, await timeline.event_timeline(ui.settings, event_id, until), cut
+
+
+async def timeline_page(request: web.Request) -> web.Response:
+    event_id, entries, cut = await _timeline(request)
+    prefix = _ui(request).settings.topics.prefix
+    page = pages.timeline_page(event_id, entries, prefix, _signed_in(request), cut)
     return web.Response(text=page, content_type="text/html", status=200 if entries else 404)
 
 
 async def dlq_page(request: web.Request) -> web.Response:
     ui = _ui(request)
-    entries = reversed(ui.index.dlq)
+    entries = itertools.islice(reversed(ui.index.dlq), DLQ_PAGE_ROWS)
     return _html(pages.dlq_page(entries, ui.settings.topics.prefix, _signed_in(request)))
 
 
@@ -135,10 +154,10 @@ async def counts_api(request: web.Request) -> web.Response:
 
 
 async def timeline_api(request: web.Request) -> web.Response:
-    ui, event_id = _ui(request), request.match_info["event_id"]
-    entries = await timeline.event_timeline(ui.settings, event_id)
-    status = 200 if entries else 404
-    return web.json_response({"entries": [e.as_dict() for e in entries]}, status=status)
+    """`read_until`: set when records written after it were not read (`?full=1` reads all)."""
+    _, entries, cut = await _timeline(request)
+    body = {"entries": [e.as_dict() for e in entries], "read_until": cut and records.iso(cut)}
+    return web.json_response(body, status=200 if entries else 404)
 
 
 async def dlq_api(request: web.Request) -> web.Response:

@@ -62,7 +62,7 @@ def outcome(
 def test_rows_follow_routing_and_outcomes():
     index = Index(window_s=3600, max_events=100)
     first = event(index, {"title": "first"}, 0)
-    assert index.rows[first].statuses() == {"pending"}  # not routed yet
+    assert index.rows[first].has_status("pending")  # not routed yet
     [command] = routed(index, first, ["r"], ["act"])
     assert index.rows[first].commands[command].status == "pending"
     outcome(index, first, command, "failed", attempt=1, final=False)
