@@ -61,7 +61,9 @@ async def event_timeline(
     after it, and again over its last minute, which is complete as long as the caller is
     less than a minute behind the topics."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -81,10 +83,10 @@ async def event_timeline(
         tps = [tp for t in topics if (tp := _partition_of(consumer, t, event_id)) is not None]
         key = event_id.encode()
         stop_ms = None if until is None else _ms(until + SEEK_SLACK)
-        found = await _read(consumer, tps, since_ms, lambda r: r.key == key, stop_ms=stop_ms)
         tail_ms = _ms(datetime.now(UTC) - SEEK_SLACK)
-        if stop_ms is not None and tail_ms > stop_ms:
-            found += await _read(consumer, tps, tail_ms, lambda r: r.key == key)
+        found = await _read(
+            consumer, tps, since_ms, lambda r: r.key == key, stop_ms=stop_ms, tail_ms=tail_ms
+        )
         entries += [_entry(r, _kind(r.topic, r)) for r in found]
         return sorted(entries, key=lambda e: (e.at, _ORDER.get(e.kind, 9), e.offset))
     finally:
@@ -147,37 +149,65 @@ async def _read(
     keep: Callable[[ConsumerRecord[bytes, bytes]], bool],
     until_ms: int | None = None,
     stop_ms: int | None = None,
+    tail_ms: int | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Records that `keep` selects (written by `until_ms` when given), from `since_ms` to
-    the end each partition has now, or to the first record written after `stop_ms`.
+    the end each partition has now; with `stop_ms`, only to the first record written after
+    it, and again from `tail_ms` on.
 
-    All partitions are assigned at once: re-assigning one by one stalls aiokafka's fetcher.
+    Every offset is looked up before the first fetch (an offsets request sent while a fetch
+    is in flight waits for it), and all partitions are assigned at once (re-assigning one
+    by one stalls aiokafka's fetcher).
     """
     ends = await consumer.end_offsets(tps)
-    starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+    starts = await _offsets(consumer, tps, since_ms, ends)
+    ranges = {tp: [(starts[tp], ends[tp])] for tp in tps}
     if stop_ms is not None:
-        stops = await consumer.offsets_for_times({tp: stop_ms for tp in tps})
-        ends = {tp: stops[tp].offset if stops[tp] is not None else ends[tp] for tp in tps}
-    todo = {tp: ends[tp] for tp in tps if starts[tp] is not None and starts[tp].offset < ends[tp]}
+        stops = await _offsets(consumer, tps, stop_ms, ends)
+        tails = ends if tail_ms is None else await _offsets(consumer, tps, tail_ms, ends)
+        ranges = {
+            tp: [(starts[tp], stops[tp]), (max(tails[tp], stops[tp]), ends[tp])] for tp in tps
+        }
+    todo = {tp: [(a, b) for a, b in spans if a < b] for tp, spans in ranges.items()}
+    todo = {tp: spans for tp, spans in todo.items() if spans}
     if not todo:
         return []
     consumer.assign(list(todo))
-    for tp in todo:
-        consumer.seek(tp, starts[tp].offset)
+    for tp, spans in todo.items():
+        consumer.seek(tp, spans[0][0])
     found = []
     while todo:
         batch = await consumer.getmany(*todo, timeout_ms=2000, max_records=1000)
         if not batch:
             break
         for tp, messages in batch.items():
+            if tp not in todo:
+                continue
+            first, stop = todo[tp][0]
             for message in messages:
-                if message.offset >= todo.get(tp, 0):
+                if message.offset >= stop:
                     break
-                if keep(message) and (until_ms is None or message.timestamp <= until_ms):
+                written = until_ms is None or message.timestamp <= until_ms
+                if message.offset >= first and written and keep(message):
                     found.append(message)
-            if messages and messages[-1].offset + 1 >= todo.get(tp, 0):
-                todo.pop(tp, None)
+            if messages and messages[-1].offset + 1 >= stop:
+                todo[tp].pop(0)
+                if todo[tp]:
+                    consumer.seek(tp, todo[tp][0][0])
+                else:
+                    del todo[tp]
     return found
+
+
+async def _offsets(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    at_ms: int,
+    ends: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Per partition, the first offset written at or after `at_ms` (the end if none)."""
+    found = await consumer.offsets_for_times({tp: at_ms for tp in tps})
+    return {tp: found[tp].offset if found[tp] is not None else ends[tp] for tp in tps}
 
 
 def _kind(topic: str, record: ConsumerRecord[bytes, bytes]) -> str:

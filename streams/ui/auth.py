@@ -18,7 +18,7 @@ from aiohttp.typedefs import Middleware
 
 from streams.settings import UiSettings
 
-__all__ = ["COOKIE", "TOKEN_KEY", "middleware", "routes", "session_value"]
+__all__ = ["COOKIE", "TOKEN_KEY", "configure", "middleware", "routes", "session_value"]
 
 COOKIE = "postee_ui_session"
 TOKEN_KEY = web.AppKey("token", str)

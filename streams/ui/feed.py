@@ -105,6 +105,10 @@ class Feed:
         refreshed = time.monotonic()
         while True:
             try:
+                if not self._assigned:  # no topic yet (getmany would wait for one forever)
+                    await asyncio.sleep(METADATA_REFRESH_S)  # a poll interval, not pacing
+                    await self._assign()
+                    continue
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=5000)
                 changed = self._fold(batch)
                 if changed:

@@ -135,7 +135,9 @@ def _entry_row(entry: Entry) -> str:
         f" status-{h(value['status'])}" if entry.kind == "outcome" and "status" in value else ""
     )
     record = {"headers": entry.headers, "value": entry.value} if entry.headers else entry.value
-    shown = "(the raw event, below)" if entry.kind == "received" else _pretty(record)
+    if entry.kind == "received":  # the event itself is below, as a tree
+        record = {"headers": entry.headers, "value": "(the raw event, below)"}
+    shown = _pretty(record)
     return (
         f'<tr class="kind-{h(entry.kind)}{status}">'
         f'<td class="time">{h(entry.at.isoformat(timespec="milliseconds"))}</td>'

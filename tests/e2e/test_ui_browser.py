@@ -202,6 +202,13 @@ async def test_redrive_a_dlq_record_and_see_it_processed(stack, page, sink, read
     )
     await shoot(page, "dlq")
 
+    await page.click(f'tr[data-event="{event_id}"] a[href^="/events/"]')
+    timeline = page.locator("table.timeline")
+    await expect(timeline).to_contain_text("upload attempt 2: failed status_code=503")
+    await expect(timeline).to_contain_text("redriven to ")
+    await expect(timeline).to_contain_text("upload attempt 3: succeeded status_code=200")
+    await shoot(page, "dlq-redriven-timeline")
+
     outcomes = await reader_factory(worker.topic("outcomes"))
     [redriven] = await outcomes.wait_for(
         lambda m: value(m)["kind"] == "redriven" and value(m)["event_id"] == event_id
