@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -171,7 +172,9 @@ def test_https_with_the_same_login(bootstrap: str, config: Path, log_dir: Path, 
     )
     try:
         base = f"https://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, verify=str(cert), timeout=5) as client:
+        with httpx.Client(
+            base_url=base, verify=ssl.create_default_context(cafile=str(cert)), timeout=5
+        ) as client:
             end = time.monotonic() + DEADLINE_S
             while True:
                 assert process.poll() is None and time.monotonic() < end, "no HTTPS UI"
