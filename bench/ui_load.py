@@ -211,6 +211,8 @@ def main() -> None:
                 ("timeline page, middle event", f"/events/{middle}"),
                 ("timeline page, oldest event", f"/events/{oldest}"),
                 ("timeline JSON, oldest event", f"/api/events/{oldest}"),
+                ("timeline page, 1,000th newest", f"/events/{ids[-1000]}"),
+                ("timeline page, oldest, ?full=1", f"/events/{oldest}?full=1"),
             ]
             print(f"{'what':34} {'median ms':>10} {'p90 ms':>8} {'max ms':>8} {'bytes':>9}")
             for label, path in paths:
