@@ -74,6 +74,9 @@ class ActionRequest:
     timeout_s: float = (
         60.0  #: this attempt's time bound (the action's `timeout` key, or the default)
     )
+    #: The route's dedupe key (`unique-message-props`), when it has one: what lets a
+    #: ticketing output update the ticket of an earlier event instead of opening another.
+    dedupe_key: str | None = None
 
 
 @dataclass(frozen=True)

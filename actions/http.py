@@ -15,9 +15,6 @@ honouring `Retry-After`); any other status is a final `failed` result.
 from __future__ import annotations
 
 import base64
-import email.utils
-import logging
-import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +29,14 @@ from actions.base import (
     ActionRequest,
     ActionResult,
     ActionTemporaryError,
-    truncate,
+)
+from actions.httputil import (
+    KEPT_HEADERS,
+    ClientPool,
+    read_excerpt,
+    retry_after_s,
+    retryable,
+    transport_error,
 )
 from actions.substitution import substitute
 
@@ -41,10 +45,6 @@ __all__ = ["HttpAction"]
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 MAX_POSTEE_EVENT_HEADER_BYTES = 8 * 1024
 MAX_BODY_FILE_BYTES = 10 * 1024 * 1024
-MAX_RETRY_AFTER_S = 300.0
-#: Response headers worth keeping in the outcome.
-KEPT_HEADERS = ("content-type", "content-length", "location", "retry-after", "date", "server")
-RETRYABLE_STATUS = frozenset({408, 429})
 
 
 class HttpAction(Action):
@@ -54,22 +54,10 @@ class HttpAction(Action):
 
     def __init__(self, *, max_response_bytes: int = 16 * 1024) -> None:
         self.max_response_bytes = max_response_bytes
-        # httpx logs every request's URL at INFO (httpcore more at DEBUG); URLs may carry
-        # secrets or event data, so keep both quiet.
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        # httpx sets TLS verification per client, so one pooled client per choice.
-        self._clients: dict[bool, httpx.AsyncClient] = {}
-
-    def _client(self, verify: bool) -> httpx.AsyncClient:
-        if verify not in self._clients:
-            self._clients[verify] = httpx.AsyncClient(verify=verify, trust_env=False)
-        return self._clients[verify]
+        self._clients = ClientPool()
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        await self._clients.aclose()
 
     async def execute(self, request: ActionRequest) -> ActionResult:
         call = _prepare(request)
@@ -79,7 +67,7 @@ class HttpAction(Action):
                 {**call.summary(), "body_excerpt": call.body[:2048].decode(errors="replace")},
             )
         started = time.monotonic()
-        client = self._client(bool(request.params.get("tls-verify", True)))
+        client = self._clients.get(bool(request.params.get("tls-verify", True)))
         try:
             async with client.stream(
                 call.method,
@@ -89,25 +77,9 @@ class HttpAction(Action):
                 timeout=request.timeout_s,
                 follow_redirects=bool(request.params.get("follow-redirects", False)),
             ) as response:
-                excerpt, cut = await self._read_excerpt(response)
-        except httpx.TimeoutException as exc:
-            raise ActionTemporaryError(
-                f"timed out after {request.timeout_s:g}s: {type(exc).__name__}",
-                detail=call.summary(),
-            ) from None
-        except httpx.ConnectError as exc:
-            if _caused_by_tls(exc):
-                # A certificate that does not verify will not verify on retry either.
-                raise ActionPermanentError(
-                    f"TLS verification failed: {exc}", detail=call.summary()
-                ) from None
-            raise ActionTemporaryError(
-                f"connection failed: {type(exc).__name__}: {exc}", detail=call.summary()
-            ) from None
+                excerpt, cut = await read_excerpt(response, self.max_response_bytes)
         except httpx.TransportError as exc:
-            raise ActionTemporaryError(
-                f"connection failed: {type(exc).__name__}: {exc}", detail=call.summary()
-            ) from None
+            raise transport_error(exc, request.timeout_s, detail=call.summary()) from None
         detail = {
             **call.summary(),
             "status_code": response.status_code,
@@ -117,15 +89,6 @@ class HttpAction(Action):
             "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
         }
         return _judge(response, detail)
-
-    async def _read_excerpt(self, response: httpx.Response) -> tuple[str, bool]:
-        """At most `max_response_bytes` of the body; the rest is not even downloaded."""
-        kept = b""
-        async for chunk in response.aiter_bytes():
-            kept += chunk
-            if len(kept) > self.max_response_bytes:
-                break
-        return truncate(kept, self.max_response_bytes)
 
 
 class _Call:
@@ -207,35 +170,11 @@ def _body(params: Mapping[str, Any], event: Mapping[str, Any]) -> tuple[bytes, l
     return b"", []
 
 
-def _caused_by_tls(exc: BaseException) -> bool:
-    """Whether an SSL error is somewhere in the exception's chain (httpx wraps httpcore's)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _judge(response: httpx.Response, detail: dict[str, Any]) -> ActionResult:
     status = response.status_code
     if 200 <= status < 300:
         return ActionResult("succeeded", detail)
     reason = f"HTTP {status} {response.reason_phrase}".strip()
-    if status >= 500 or status in RETRYABLE_STATUS:
-        raise ActionTemporaryError(reason, retry_after_s=_retry_after_s(response), detail=detail)
+    if retryable(status):
+        raise ActionTemporaryError(reason, retry_after_s=retry_after_s(response), detail=detail)
     return ActionResult("failed", detail, reason)
-
-
-def _retry_after_s(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    if value.strip().isdigit():
-        seconds = float(value.strip())
-    else:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) or None

@@ -97,25 +97,27 @@ def write_config(directory: Path, sink: Sink) -> Path:
     return path
 
 
-async def produce(bootstrap: str, prefix: str, count: int) -> list[str]:
+async def produce(bootstrap: str, prefix: str, count: int) -> dict[str, str]:
+    """Event id → the position of its record (command ids bind both)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
-    ids = []
+    sent = []
     try:
         for seq in range(count):
             event_id = records.new_event_id()
             headers = records.event_headers(event_id, "kafka", records.utc_now())
-            await producer.send(
+            delivery = await producer.send(
                 f"{prefix}.events",
                 json.dumps({"seq": seq}).encode(),
                 key=event_id.encode(),
                 headers=headers,
             )
-            ids.append(event_id)
+            sent.append((event_id, delivery))
         await producer.flush()
+        placed = [(event_id, await delivery) for event_id, delivery in sent]
     finally:
         await producer.stop()
-    return ids
+    return {i: f"{m.topic}:{m.partition}:{m.offset}" for i, m in placed}
 
 
 class Progress:
@@ -161,7 +163,11 @@ async def run(args: argparse.Namespace) -> bool:
         await wait_for_topics(args.bootstrap, prefix)
         started = time.monotonic()
         ids = await produce(args.bootstrap, prefix, args.events)
-        expected = {records.command_id(i, ROUTE, a): a for i in ids for a in ACTIONS}
+        expected = {
+            records.command_id(i, ROUTE, a, position=at): a
+            for i, at in ids.items()
+            for a in ACTIONS
+        }
         progress, stop = Progress(), asyncio.Event()
         follower = asyncio.create_task(progress.follow(args.bootstrap, prefix, stop))
         faults = await inject(args, worker, progress, len(expected))

@@ -85,7 +85,7 @@ async def fill(bootstrap: str, prefix: str, count: int) -> list[str]:
                 "tracee",
                 "save",
                 "exec",
-                {"exec-script": "true"},
+                "bench",
                 event,
                 at,
             )

@@ -75,6 +75,10 @@ def create_app(
         # Our own HTTP bridge is registered with `app.web_server` when ingest is on.
         web_enabled=settings.ingest.enabled,
         producer_acks=-1,  # an accepted event is on every in-sync replica
+        # One size setting (POSTEE_MAX_BODY_BYTES) bounds every record we write and read;
+        # the topics are created (and checked at start) to accept it (topics.py).
+        producer_max_request_size=settings.ingest.max_record_bytes,
+        consumer_max_fetch_size=settings.ingest.max_record_bytes,
         broker_commit_interval=settings.kafka.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topics.partitions,
@@ -89,5 +93,5 @@ def create_app(
     app.matcher = matcher
     app.renderer = renderer or TemplateRenderer({})
     app.postee_topics = Topics(app, settings)
-    app.publisher = Publisher(app.postee_topics)
+    app.publisher = Publisher(app.postee_topics, settings.ingest.max_record_bytes)
     return app

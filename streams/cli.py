@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from streams import config as config_module
-from streams import records
+from streams import output_fit, records
 from streams.errors import ConfigError, ConfigErrors
 from streams.rules import RouteMatcher, RouteRule
 from streams.settings import Settings
@@ -150,9 +151,12 @@ def ui(
 @main.command()
 @click.argument("cfg", required=False)
 def validate(cfg: str | None) -> None:
-    """Check a config file (structure, references, Rego); print every error."""
+    """Check a config file (structure, references, Rego); print every error and warning."""
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     settings = _settings(cfg, None, None)
-    config, _, _ = _load(settings)
+    config, _, renderer = _load(settings)
+    for warning in output_fit.warnings(config, renderer):
+        click.echo(f"warning: {warning}", err=True)
     Console().print(
         f"[green]ok[/green] {config.file}: {len(config.routes)} routes, "
         f"{len(config.actions)} actions, {len(config.templates)} templates"

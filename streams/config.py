@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -34,6 +35,7 @@ __all__ = [
     "PosteeConfig",
     "Route",
     "Template",
+    "action_type",
     "load",
     "parse_duration_s",
     "rule_errors",
@@ -45,6 +47,14 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schem
 
 #: Action types this build can execute; each has `$defs/action-<type>` in the schema.
 SUPPORTED_ACTION_TYPES = tuple(actions.REGISTRY)
+#: Other names upstream gives a type (compared case-insensitively, like every type).
+TYPE_ALIASES = {"teamsworkflows": "teams"}
+
+
+def action_type(name: str) -> str:
+    """The registry name of an action `type` as written (`serviceNow` → `servicenow`)."""
+    kind = name.lower()
+    return TYPE_ALIASES.get(kind, kind)
 
 
 @dataclass(frozen=True)
@@ -91,8 +101,10 @@ class PosteeConfig:
     routes: tuple[Route, ...]
     templates: Mapping[str, Template]
     actions: Mapping[str, Action]
-    #: A short hash of the file's text: which config a routing decision came from.
-    version: str = ""
+    #: A hash of the file and its Rego filters: routed records and commands name it, so
+    #: the timeline shows which rules decided, and an action agent can tell a command
+    #: issued under other rules.
+    version: str = "0" * 12
 
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
@@ -100,7 +112,8 @@ class PosteeConfig:
 
 def load(path: Path, rego_filters_path: Path = Path("rego-filters")) -> PosteeConfig:
     """Read, validate and type a config file. Raises `ConfigErrors` listing every problem."""
-    raw = _read_yaml(path)
+    text = _read_text(path)
+    raw = _without_empty_values(path, _parse_yaml(path, text))
     errors = list(_schema_errors(path, raw))
     if errors:
         raise ConfigErrors(errors)
@@ -118,7 +131,14 @@ def load(path: Path, rego_filters_path: Path = Path("rego-filters")) -> PosteeCo
     errors = list(_reference_errors(config, raw))
     if errors:
         raise ConfigErrors(errors)
-    return config
+    return replace(config, version=_version(text, routes))
+
+
+def _version(text: str, routes: Sequence[Route]) -> str:
+    digest = hashlib.sha256(text.encode("utf-8"))
+    for rego_file in sorted({f for r in routes for f in r.input_files}):
+        digest.update(b"\x00" + str(rego_file).encode() + b"\x00" + rego_file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def rule_errors(config: PosteeConfig) -> list[ConfigError]:
@@ -134,25 +154,61 @@ def rule_errors(config: PosteeConfig) -> list[ConfigError]:
     ]
 
 
-def parse_duration_s(value: int | str) -> int:
-    """Postee durations: seconds, or `N` followed by s, m, h or d."""
-    if isinstance(value, int):
-        return value
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", value)
-    if not match:
+def parse_duration_s(value: int | float | str) -> float:
+    """Postee durations: seconds, `N` followed by s, m, h or d, or Go's form wherever
+    upstream parses one with `time.ParseDuration` (`1500ms`, `2h45m`, `1.5s`, `300us`)."""
+    if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-    return int(match.group(1)) * unit
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative: {value!r}")
+        return float(value)
+    text = "".join(value.split())
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    total, position = 0.0, 0
+    for part in _DURATION_PART.finditer(text):
+        if part.start() != position:
+            break
+        total += float(part.group(1)) * _DURATION_UNITS[part.group(2)]
+        position = part.end()
+    if not text or position != len(text):
+        raise ValueError(f"not a duration: {value!r}")
+    return total
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+
+
+def _whole_seconds(value: int | str | None) -> int | None:
+    """Plugin windows are whole seconds (their records say so): a fraction rounds up."""
+    return None if value is None else math.ceil(parse_duration_s(value))
 
 
 # --- reading and structural checks -------------------------------------------------------
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror or exc}", file=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc.reason}", file=path) from exc
+
+
+def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -187,20 +243,70 @@ def _schema_errors(path: Path, raw: Mapping[str, Any]) -> Iterator[ConfigError]:
     for index, action in enumerate(_action_list(raw)):
         if not isinstance(action, dict) or not isinstance(action.get("type"), str):
             continue  # already reported by the top-level schema
-        kind = action["type"].lower()
-        if kind not in SUPPORTED_ACTION_TYPES:
-            yield _located(
-                path,
-                raw,
-                [_actions_key(raw), index, "type"],
-                f"action type {action['type']!r} is not supported "
-                f"(supported: {', '.join(SUPPORTED_ACTION_TYPES)})",
-            )
+        problems = list(_action_errors(path, raw, index, action))
+        if action.get("enable") is True:
+            yield from problems
             continue
-        for error in _validator(f"action-{kind}").iter_errors(action):
-            yield _located(
-                path, raw, [_actions_key(raw), index, *error.absolute_path], _message(error)
-            )
+        # Upstream loads a disabled action whatever it holds; so do we, and it stays idle.
+        for problem in problems:
+            log.warning("%s (the action is disabled and stays idle)", problem.describe())
+
+
+def _action_errors(
+    path: Path, raw: Mapping[str, Any], index: int, action: Mapping[str, Any]
+) -> Iterator[ConfigError]:
+    kind = action_type(action["type"])
+    if kind not in SUPPORTED_ACTION_TYPES:
+        yield _located(
+            path,
+            raw,
+            [_actions_key(raw), index, "type"],
+            f"action type {action['type']!r} is not supported "
+            f"(supported: {', '.join(SUPPORTED_ACTION_TYPES)})",
+        )
+        return
+    for error in _validator(f"action-{kind}").iter_errors(action):
+        yield _located(path, raw, [_actions_key(raw), index, *error.absolute_path], _message(error))
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _without_empty_values(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """Upstream decodes a key left empty (`aqua-server:`, `url:`) as its zero value, that
+    is as not given; so do we, with a warning. A disabled action's empty keys (upstream's
+    sample config is full of them) are dropped quietly."""
+    cleaned = {k: v for k, v in raw.items() if not _empty(v)}
+    for key in sorted(set(raw) - set(cleaned)):
+        log.warning("%s: key '%s' is empty and is treated as not given", path, key)
+    labels = {"routes": "route", "templates": "template", "actions": "action", "outputs": "action"}
+    for section, label in labels.items():
+        if not isinstance(cleaned.get(section), list):
+            continue
+        items = []
+        for item in cleaned[section]:
+            if not isinstance(item, dict):
+                items.append(item)
+                continue
+            kept = {k: v for k, v in item.items() if not _empty(v)}
+            dropped = sorted(set(item) - set(kept))
+            if isinstance(kept.get("plugins"), dict):
+                plugins = kept["plugins"]
+                kept["plugins"] = {k: v for k, v in plugins.items() if not _empty(v)}
+                dropped += [f"plugins.{k}" for k in sorted(set(plugins) - set(kept["plugins"]))]
+            if label != "action" or item.get("enable") is True:
+                for key in dropped:
+                    log.warning(
+                        "%s: %s '%s': key '%s' is empty and is treated as not given",
+                        path,
+                        label,
+                        item.get("name"),
+                        key,
+                    )
+            items.append(kept)
+        cleaned[section] = items
+    return cleaned
 
 
 def _message(error: jsonschema.ValidationError) -> str:
@@ -255,9 +361,8 @@ def _warn_unknown_keys(path: Path, raw: Mapping[str, Any]) -> None:
                     "%s: route '%s': unknown plugin '%s' is ignored", path, item["name"], key
                 )
     for action in _action_list(raw):
-        known = set(defs["action"]["properties"]) | set(
-            defs[f"action-{action['type'].lower()}"]["properties"]
-        )
+        specific = defs.get(f"action-{action_type(action['type'])}", {"properties": {}})
+        known = set(defs["action"]["properties"]) | set(specific["properties"])
         for key in sorted(set(action) - known):
             log.warning("%s: action '%s': unknown key '%s' is ignored", path, action["name"], key)
 
@@ -279,7 +384,7 @@ def _actions(raw: Mapping[str, Any]) -> dict[str, Action]:
     return {
         item["name"]: Action(
             name=item["name"],
-            type=item["type"].lower(),
+            type=action_type(item["type"]),
             # Upstream requires `enable: true`; a missing key keeps the action off there too.
             enable=bool(item.get("enable", False)),
             params=MappingProxyType({k: v for k, v in item.items() if k not in common}),
@@ -310,11 +415,9 @@ def _route(item: Mapping[str, Any], rego_filters_path: Path) -> Route:
         serialize_actions=bool(item.get("serialize-actions", item.get("serialize-outputs", False))),
         plugins=Plugins(
             aggregate_message_number=plugins.get("aggregate-message-number"),
-            aggregate_message_timeout_s=parse_duration_s(timeout) if timeout is not None else None,
+            aggregate_message_timeout_s=_whole_seconds(timeout),
             unique_message_props=tuple(plugins.get("unique-message-props") or ()),
-            unique_message_timeout_s=(
-                parse_duration_s(unique_timeout) if unique_timeout is not None else None
-            ),
+            unique_message_timeout_s=_whole_seconds(unique_timeout),
         ),
     )
 

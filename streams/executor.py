@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,9 +32,11 @@ from actions.base import (
 from actions.docker import DockerAction
 from actions.exec import ExecAction
 from actions.http import HttpAction
-from streams import config, records, secrets
+from actions.notify.transport import HttpNotifier
+from streams import config, plugins, records, secrets, trust
 from streams.app import PosteeApp
 from streams.errors import EventError
+from streams.event_store import EventFetchError, EventStore
 from streams.ledger import CommandLedger
 from streams.outcomes import manual_acks
 from streams.records import Command, Outcome
@@ -51,15 +54,20 @@ ACTION_CONCURRENCY = 4
 
 
 class ActionPool(Service):
-    """Owns one instance per action type (and so their long-lived clients)."""
+    """Owns one instance per action type (and so their long-lived clients), and the
+    reader of events that commands carry by reference."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self._stack = AsyncExitStack()
         self._actions: dict[str, Action] = {}
+        self.events = EventStore(settings)
         #: Set once the shutdown grace period is over: in-flight actions are then killed.
         self.kill_switch = asyncio.Event()
+
+    async def on_first_start(self) -> None:
+        await self.add_runtime_dependency(self.events)
 
     def begin_shutdown(self) -> None:
         """Called when the worker starts to stop (SIGTERM): start the grace period."""
@@ -82,7 +90,7 @@ class ActionPool(Service):
 def _build(cls: type[Action], limits: ActionLimits, app_id: str) -> Action:
     if issubclass(cls, ExecAction):
         return cls(timeout_s=limits.exec_timeout_s, max_output_bytes=limits.max_output_bytes)
-    if issubclass(cls, HttpAction):
+    if issubclass(cls, HttpAction | HttpNotifier):
         return cls(max_response_bytes=limits.max_output_bytes)
     if issubclass(cls, DockerAction):
         return cls(worker_label=app_id, max_output_bytes=limits.max_output_bytes)
@@ -102,7 +110,14 @@ def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)  # acknowledged only once fully handled (see ack_after)
         async for event in manual.events():
-            await execute_one(app, pool.get(kind), event, ledger, pool.kill_switch)
+            try:
+                await execute_one(app, pool, kind, event, ledger)
+            except Exception as exc:  # a bug must not stop the agent: record it, go on
+                log.exception("command record %s failed", event.message.tp)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                await app.publisher.send(
+                    app.publisher.dlq_for(event.value, stage="execute", reason=reason, event=event)
+                )
             await manual.ack(event)
 
     execute_commands.__name__ = execute_commands.__qualname__ = f"execute_{kind}_commands"
@@ -111,10 +126,10 @@ def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -
 
 async def execute_one(
     app: PosteeApp,
-    action: Action,
+    pool: ActionPool,
+    kind: str,
     event: faust.EventT[bytes],
     ledger: CommandLedger,
-    kill_switch: asyncio.Event,
 ) -> None:
     publisher = app.publisher
     try:
@@ -123,6 +138,10 @@ async def execute_one(
         await publisher.send(
             publisher.dlq_for(event.value, stage=exc.stage, reason=exc.reason, event=event)
         )
+        return
+    spec, refusal = trust.configured_action(app.config, kind, command)
+    if spec is None:
+        await _refuse(app, event, command, str(refusal))
         return
     entry = ledger.lookup(command.command_id)
     # A command redriven from the DLQ runs again, once per redrive id, with fresh retries.
@@ -134,8 +153,9 @@ async def execute_one(
     if entry is not None:  # started before, never finished (the worker died), or redriven
         command = replace(command, attempt=int(entry["attempt"]) + 1)
     ledger.started(command.command_id, command.attempt, redrive)
+    command = await _with_event(pool, command)
     extra = command.attempt - 1 if again else 0
-    run = await run_command(app, action, command, kill_switch, extra)
+    run = await run_command(app, pool.get(kind), spec, command, pool.kill_switch, extra)
     last = run.last
     ledger.finished(command.command_id, last.status, last.attempt, last.finished_at, redrive)
     if run.exhausted:
@@ -150,9 +170,58 @@ async def execute_one(
                 attempts=run.errors,
             )
         )
-    if command.then and not again:  # a redrive repeats this command, not its followers
-        following = replace(command.then[0], then=command.then[1:], issued_at=records.utc_now())
+    following = None if again else command.following()  # a redrive repeats only this one
+    if following is not None:
+        # The next step travels like its head did: by reference when its event is large.
         await publisher.send(publisher.command(following))
+
+
+async def _with_event(pool: ActionPool, command: Command) -> Command:
+    """The command with its event, read back from its own record when it came by
+    reference. A read that fails leaves the event out; the attempt then fails, saying why."""
+    if command.event is not None or command.event_ref is None:
+        return command
+    try:
+        return replace(command, event=await pool.events.fetch(command.event_ref))
+    except EventFetchError as exc:
+        ref = command.event_ref
+        reason = f"could not read the event from {ref.topic}:{ref.partition}:{ref.offset}: {exc}"
+        return replace(command, template_error=command.template_error or reason)
+
+
+async def _refuse(
+    app: PosteeApp, event: faust.EventT[bytes], command: Command, reason: str
+) -> None:
+    """A command this worker will not run: a failed outcome, and the record in the DLQ."""
+    log.warning("refused command %s: %s", command.command_id, reason)
+    now = records.utc_now()
+    outcome = Outcome(
+        event_id=command.event_id,
+        command_id=command.command_id,
+        route=command.route,
+        action=command.action,
+        type=command.type,
+        status="failed",
+        attempt=command.attempt,
+        started_at=now,
+        finished_at=now,
+        duration_ms=0.0,
+        detail={"config_version": app.config.version},
+        error=f"refused: {reason}",
+        replay_id=command.replay_id,
+        dry_run=command.dry_run,
+    )
+    publisher = app.publisher
+    await publisher.send(
+        publisher.outcome(outcome),
+        publisher.dlq_for(
+            event.value,
+            stage="execute",
+            reason=f"command refused: {reason}",
+            event=event,
+            event_id=command.event_id,
+        ),
+    )
 
 
 def _skipped(command: Command, entry: dict[str, Any]) -> Outcome:
@@ -196,18 +265,22 @@ class CommandRun:
 async def run_command(
     app: PosteeApp,
     action: Action,
+    spec: config.Action,
     command: Command,
     kill_switch: asyncio.Event,
     attempts_before: int = 0,
 ) -> CommandRun:
-    """Run every attempt of one command, publishing each outcome; `attempts_before`
+    """Run every attempt of one command, publishing each outcome. `spec` is the action
+    as this worker's config defines it: the only source of what to run. `attempts_before`
     attempts of an earlier run (a redrive) do not count against the retries."""
-    max_attempts = _max_attempts(action, command) + attempts_before
+    max_attempts = _max_attempts(action, spec.params) + attempts_before
     attempt = command.attempt
     errors: list[dict[str, Any]] = []
+    note = trust.version_note(app.config, command)
+    dedupe_key = _dedupe_key(app, command)
     while True:
         started_at, started = records.utc_now(), time.monotonic()
-        result = await _attempt(action, command, attempt, kill_switch)
+        result = await _attempt(action, spec.params, command, attempt, kill_switch, dedupe_key)
         final = result.retry_after_s is None or attempt >= max_attempts
         if result.result.status == "failed":
             errors.append({"attempt": attempt, "error": result.result.error})
@@ -222,7 +295,7 @@ async def run_command(
             started_at=started_at,
             finished_at=records.utc_now(),
             duration_ms=round((time.monotonic() - started) * 1000, 3),
-            detail=dict(result.result.detail),
+            detail={**result.result.detail, **note},
             error=result.result.error,
             final=final,
             replay_id=command.replay_id,
@@ -235,16 +308,30 @@ async def run_command(
         attempt += 1
 
 
+def _dedupe_key(app: PosteeApp, command: Command) -> str | None:
+    """The route's dedupe key for this command's event (what a ticketing output needs
+    to update an earlier ticket); None without `unique-message-props`."""
+    route = app.config.route(command.route)
+    if route is None or not route.plugins.unique_message_props or command.event is None:
+        return None
+    return plugins.dedupe_key(route, command.event)
+
+
 async def _attempt(
-    action: Action, command: Command, attempt: int, kill_switch: asyncio.Event
+    action: Action,
+    params: Mapping[str, Any],
+    command: Command,
+    attempt: int,
+    kill_switch: asyncio.Event,
+    dedupe_key: str | None = None,
 ) -> _Attempt:
     if command.template_error:
         return _Attempt(ActionResult("failed", error=command.template_error))
     try:
-        resolved = secrets.resolve(command.params)  # only now, and never published
+        resolved = secrets.resolve(params)  # only now, and never published
     except secrets.MissingSecret as exc:
         return _Attempt(ActionResult("failed", error=str(exc)))
-    done = await _run_attempt(action, command, attempt, resolved.params, kill_switch)
+    done = await _run_attempt(action, command, attempt, resolved.params, kill_switch, dedupe_key)
     result = done.result
     scrubbed = ActionResult(
         result.status, resolved.redact(dict(result.detail)), resolved.redact(result.error)
@@ -258,18 +345,20 @@ async def _run_attempt(
     attempt: int,
     params: dict[str, Any],
     kill_switch: asyncio.Event,
+    dedupe_key: str | None = None,
 ) -> _Attempt:
     request = ActionRequest(
         command_id=command.command_id,
         event_id=command.event_id,
         action=command.action,
         params=params,
-        event=command.event,
+        event=command.event or {},
         event_text=command.event_text,
         template=command.template,
         dry_run=command.dry_run,
         attempt=attempt,
-        timeout_s=_timeout_s(action, command),
+        timeout_s=_timeout_s(action, params),
+        dedupe_key=dedupe_key,
     )
     bound_s = request.timeout_s + OUTER_GRACE_S
     running = asyncio.ensure_future(asyncio.wait_for(action.execute(request), bound_s))
@@ -291,7 +380,7 @@ async def _run_attempt(
     try:
         return _Attempt(running.result())
     except ActionTemporaryError as exc:
-        retry_after_s = exc.retry_after_s or _backoff(attempt, _backoff_base_s(command))
+        retry_after_s = exc.retry_after_s or _backoff(attempt, _backoff_base_s(params))
         return _Attempt(ActionResult("failed", exc.detail, str(exc)), retry_after_s)
     except ActionPermanentError as exc:
         return _Attempt(ActionResult("failed", exc.detail, str(exc)))
@@ -304,13 +393,13 @@ async def _run_attempt(
         )
 
 
-def _max_attempts(action: Action, command: Command) -> int:
-    retries = command.params.get("retries")
+def _max_attempts(action: Action, params: Mapping[str, Any]) -> int:
+    retries = params.get("retries")
     return int(retries) + 1 if isinstance(retries, int) and retries >= 0 else action.max_attempts
 
 
-def _timeout_s(action: Action, command: Command) -> float:
-    value = command.params.get("timeout")
+def _timeout_s(action: Action, params: Mapping[str, Any]) -> float:
+    value = params.get("timeout")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str) and value.strip():
@@ -321,8 +410,8 @@ def _timeout_s(action: Action, command: Command) -> float:
     return action.timeout_s
 
 
-def _backoff_base_s(command: Command) -> float:
-    value = command.params.get("retry-backoff")
+def _backoff_base_s(params: Mapping[str, Any]) -> float:
+    value = params.get("retry-backoff")
     return float(value) if isinstance(value, int | float) and value > 0 else BACKOFF_BASE_S
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 
 from streams import records
 from streams.plugins import PluginRequest
@@ -31,17 +32,46 @@ class Message:
     key: str | None
     value: bytes
     headers: Sequence[tuple[str, bytes]] | None = None
+    #: What to send instead when the record is over the size limit (default: a DLQ record).
+    instead: Callable[[str], list[Message]] | None = None
 
 
 class Publisher:
-    def __init__(self, topics: Topics) -> None:
+    """Builds our records into messages and sends them. Every message is checked against
+    the record limit before it reaches the producer: a record the producer or broker
+    would refuse must never stop a partition (the agent would crash on it, and again on
+    every redelivery). Commands first shed their inline event (it stays on its own
+    topic, by reference); whatever still does not fit becomes a DLQ record."""
+
+    def __init__(self, topics: Topics, max_record_bytes: int) -> None:
         self.topics = topics
+        self.max_record_bytes = max_record_bytes
 
     def command(self, command: Command) -> Message:
-        return Message(self.topics.actions[command.type], command.event_id, command.to_json())
+        value = command.to_json()
+        too_large = len(value) > self.max_record_bytes
+        if too_large and command.event is not None and command.event_ref is not None:
+            value = replace(command, event=None).to_json()
+        return Message(
+            self.topics.actions[command.type],
+            command.event_id,
+            value,
+            instead=lambda reason: self._unsendable_command(command, reason),
+        )
 
     def plugin_request(self, request: PluginRequest) -> Message:
-        return Message(self.topics.plugins, request.key, request.to_json())
+        value = request.to_json()
+        if len(value) > self.max_record_bytes:
+            by_ref = [replace(c, event=None) if c.event_ref else c for c in request.commands]
+            value = replace(request, commands=by_ref).to_json()
+        return Message(
+            self.topics.plugins,
+            request.key,
+            value,
+            instead=lambda reason: [
+                m for c in request.commands for m in self._unsendable_command(c, reason)
+            ],
+        )
 
     def routed(self, routed: Routed) -> Message:
         return Message(self.topics.outcomes, routed.event_id, routed.to_json())
@@ -50,7 +80,11 @@ class Publisher:
         return Message(self.topics.outcomes, outcome.event_id, outcome.to_json())
 
     def dlq(self, record: DlqRecord) -> Message:
-        return Message(self.topics.dlq, record.event_id, record.to_json())
+        value = record.to_json()
+        if len(value) > self.max_record_bytes and record.topic is not None:
+            # The original stays where it is: the record names its topic and offset.
+            value = replace(record, original=None, encoding="none").to_json()
+        return Message(self.topics.dlq, record.event_id, value)
 
     async def send(self, *messages: Message) -> None:
         """Send in order, then wait until the broker acknowledged every one."""
@@ -64,8 +98,58 @@ class Publisher:
                 value=m.value,
                 headers=list(m.headers) if m.headers else None,
             )
-            for m in messages
+            for m in self._within_limit(messages)
         ]
+
+    def _within_limit(self, messages: Sequence[Message]) -> list[Message]:
+        checked: list[Message] = []
+        for m in messages:
+            size = len(m.value) + sum(len(k) + len(v) for k, v in m.headers or ())
+            if size <= self.max_record_bytes:
+                checked.append(m)
+                continue
+            reason = (
+                f"a record of {size} bytes for {m.topic.get_topic_name()} exceeds the record "
+                f"limit of {self.max_record_bytes} bytes (POSTEE_MAX_BODY_BYTES + envelope)"
+            )
+            log.warning("not sent: %s", reason)
+            checked += (
+                m.instead(reason)
+                if m.instead
+                else [self.dlq(DlqRecord.for_bytes(None, stage="publish", reason=reason))]
+            )
+        return checked
+
+    def _unsendable_command(self, command: Command, reason: str) -> list[Message]:
+        """A failed outcome (so the command's story ends) and a DLQ record for a command
+        that cannot be written even with its event by reference."""
+        now = records.utc_now()
+        outcome = Outcome(
+            event_id=command.event_id,
+            command_id=command.command_id,
+            route=command.route,
+            action=command.action,
+            type=command.type,
+            status="failed",
+            attempt=command.attempt,
+            started_at=now,
+            finished_at=now,
+            duration_ms=0.0,
+            error=f"not issued: {reason}",
+            replay_id=command.replay_id,
+            dry_run=command.dry_run,
+        )
+        ref = command.event_ref
+        dlq = DlqRecord.for_bytes(
+            None,
+            stage="publish",
+            reason=f"command not issued: {reason}",
+            event_id=command.event_id,
+            topic=ref.topic if ref else None,
+            partition=ref.partition if ref else None,
+            offset=ref.offset if ref else None,
+        )
+        return [self.outcome(outcome), self.dlq(dlq)]
 
     def dlq_for(
         self,
@@ -94,7 +178,10 @@ class Publisher:
 
 
 async def ack_after(
-    stream: faust.StreamT[bytes], event: faust.EventT[bytes], sent: list[Awaitable[Any]]
+    stream: faust.StreamT[bytes],
+    event: faust.EventT[bytes],
+    sent: list[Awaitable[Any]],
+    publisher: Publisher | None = None,
 ) -> None:
     """Acknowledge a consumed record once everything it produced is on the broker.
 
@@ -105,6 +192,16 @@ async def ack_after(
     restart."""
     try:
         await asyncio.gather(*sent)
+    except KafkaError as exc:
+        if exc.retriable or publisher is None:
+            log.warning("output of %s not acknowledged (%r): redelivered", event.message.tp, exc)
+            return
+        # The broker refused it for good (too large, invalid): redelivering would refuse
+        # it again forever. Record the event in the DLQ and move on.
+        reason = f"the broker refused this record's output: {exc!r}"
+        await publisher.send(
+            publisher.dlq_for(event.value, stage="publish", reason=reason, event=event)
+        )
     except Exception:
         log.exception("output of %s was not acknowledged; it will be redelivered", event.message.tp)
         return

@@ -122,7 +122,7 @@ def _forward(app: PosteeApp, request: PluginRequest) -> list[Message]:
     route = app.config.route(request.route)
     if route is None:  # the config changed under a queued request: issue plainly
         return [app.publisher.command(c) for c in request.commands]
-    chain = [c for head in request.commands for c in (head, *head.then)]
+    chain = [c for head in request.commands for c in head.expanded()]
     return [
         app.publisher.plugin_request(r)
         for r in plugins.aggregation_requests(route, chain, request.at_ms)
@@ -130,7 +130,12 @@ def _forward(app: PosteeApp, request: PluginRequest) -> list[Message]:
 
 
 async def _aggregate(app: PosteeApp, state: PluginState, request: PluginRequest) -> None:
-    batch, full = plugins.add_to_batch(state.batches.get(request.key), request, _now_ms())
+    batch, full = plugins.add_to_batch(
+        state.batches.get(request.key),
+        request,
+        _now_ms(),
+        max_bytes=app.settings.ingest.max_record_bytes // 2,
+    )
     joined = PluginDecision(
         kind="aggregated",
         event_id=str(request.event_id),

@@ -111,10 +111,19 @@ def aggregation_requests(route: Route, commands: list[Command], at_ms: int) -> l
     ]
 
 
+#: A member whose event is larger than this keeps it by reference in the batch table.
+MAX_INLINE_MEMBER_BYTES = 64 * 1024
+
+
 def add_to_batch(
-    batch: dict[str, Any] | None, request: PluginRequest, now_ms: int
+    batch: dict[str, Any] | None,
+    request: PluginRequest,
+    now_ms: int,
+    max_bytes: int = 512 * 1024,
 ) -> tuple[dict[str, Any], bool]:
-    """The batch with this request's command added, and whether it is now full."""
+    """The batch with this request's command added, and whether it is now full: it
+    holds its number of events, or its table entry reached `max_bytes` (a table value
+    is a record of the changelog topic, so it must stay under the record limit)."""
     if batch is None:
         opened = now_ms
         batch = {
@@ -125,9 +134,18 @@ def add_to_batch(
             "timeout_s": request.timeout_s,
             "commands": [],
         }
-    batch = {**batch, "commands": [*batch["commands"], *(c.to_dict() for c in request.commands)]}
+    members = [_member(c) for c in request.commands]
+    batch = {**batch, "commands": [*batch["commands"], *members]}
+    batch["bytes"] = int(batch.get("bytes", 0)) + sum(len(json.dumps(m)) for m in members)
     limit = min(request.number or MAX_BATCH_EVENTS, MAX_BATCH_EVENTS)
-    return batch, len(batch["commands"]) >= limit
+    return batch, len(batch["commands"]) >= limit or batch["bytes"] >= max_bytes
+
+
+def _member(command: Command) -> dict[str, Any]:
+    member = command.to_dict()
+    if command.event_ref is not None and len(json.dumps(member["event"])) > MAX_INLINE_MEMBER_BYTES:
+        member["event"] = None  # it stays on its own record (event_ref)
+    return member
 
 
 def batch_due(batch: dict[str, Any], now_ms: int) -> bool:
@@ -169,6 +187,7 @@ def batch_command(
         ),
         event_id=f"batch:{batch_id}",
         event={"batch_id": batch_id, "events": [m.event for m in members]},
+        event_ref=None,  # a batch has no single record; members too large are left out
         issued_at=records.utc_now(),
         template={"title": title, "description": description or json.dumps(texts), "url": None},
         template_error=template_error,

@@ -20,7 +20,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -38,8 +38,10 @@ __all__ = [
     "HEADER_REDRIVE_ID",
     "HEADER_ROUTE",
     "HEADER_SOURCE",
+    "ChainStep",
     "Command",
     "DlqRecord",
+    "EventRef",
     "IncomingEvent",
     "JsonRecord",
     "Outcome",
@@ -110,9 +112,20 @@ def event_time(event_id: str) -> datetime | None:
     return datetime.fromtimestamp((parsed.int >> 80) / 1000, UTC)
 
 
-def command_id(event_id: str, route: str, action: str, replay_id: str | None = None) -> str:
-    """Deterministic: reprocessing one event yields the same ids (what makes idempotency)."""
-    material = "\x00".join([event_id, route, action, replay_id or ""])
+def command_id(
+    event_id: str,
+    route: str,
+    action: str,
+    replay_id: str | None = None,
+    position: str | None = None,
+) -> str:
+    """Deterministic: reprocessing one record yields the same ids (what makes idempotency).
+
+    `position` is where the event's record sits (`topic:partition:offset`). A producer can
+    choose an event id (a header) but not where the broker puts its record, so binding
+    the position means a forged id can never make another record's commands collide with
+    its own in the ledger (which would skip the real ones as "already finished")."""
+    material = "\x00".join([event_id, route, action, replay_id or "", position or ""])
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
@@ -130,6 +143,16 @@ class IncomingEvent:
     only_route: str | None = None  #: from `POST /tenant/{route}`
     replay_id: str | None = None
     dry_run: bool = False
+    #: Where the record sits (`topic:partition:offset`): bound into command ids.
+    position: str | None = None
+
+    @property
+    def ref(self) -> EventRef | None:
+        """The record's place, for commands that carry the event by reference."""
+        if self.position is None:
+            return None
+        topic, partition, offset = self.position.rsplit(":", 2)
+        return EventRef(topic, int(partition), int(offset))
 
 
 def event_headers(
@@ -231,17 +254,25 @@ def decode_event(
         raise EventError("decode", "record has no value (tombstone)")
     payload = parse_json_object(raw)
     meta = _header_map(headers)
-    event_id = meta.get(HEADER_EVENT_ID) or f"{topic}:{partition}:{offset}"
+    position = f"{topic}:{partition}:{offset}"
+    claimed = meta.get(HEADER_EVENT_ID, "")
+    # Positional ids are ours alone: a header cannot claim one (a ':' marks them).
+    event_id = claimed if claimed and ":" not in claimed else position
+    # Replay marks count only on the replay topic, whoever set them elsewhere.
     replayed = topic.endswith(".replay") and HEADER_REPLAY_ID in meta
+    source = meta.get(HEADER_SOURCE) or "kafka"
+    if source not in ("http", "kafka") or replayed:
+        source = "replay" if replayed else "kafka"
     return IncomingEvent(
         event_id=event_id,
         payload=payload,
-        source="replay" if replayed else meta.get(HEADER_SOURCE) or "kafka",
+        source=source,
         received_at=meta.get(HEADER_RECEIVED_AT),
         only_route=meta.get(HEADER_ROUTE),
         replay_id=meta[HEADER_REPLAY_ID] if replayed else None,
         # A replay record without an explicit mode is a dry run: side effects need --execute.
         dry_run=replayed and meta.get(HEADER_REPLAY_MODE) != "execute",
+        position=position,
     )
 
 
@@ -290,17 +321,42 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class EventRef(JsonRecord):
+    """Where an event's record sits: a command too large to carry its event names it."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ChainStep(JsonRecord):
+    """A later action of a serialized route: it shares its head's event and template,
+    so it carries only what differs (a chain never carries the event twice)."""
+
+    command_id: str
+    action: str
+    type: str
+
+
+@dataclass(frozen=True)
 class Command(JsonRecord):
-    """What an action agent must do for one (event, route, action)."""
+    """What an action agent must do for one (event, route, action).
+
+    It names the action; it does not say how to run it. The action agent looks the
+    action up in its own loaded config (see executor.py): a record on a command topic is
+    never trusted with a script, a URL or a secret reference."""
 
     command_id: str
     event_id: str
     route: str
     action: str
     type: str
-    params: dict[str, Any]  #: the action's config keys; secrets stay `$VAR` references
-    event: dict[str, Any]
+    config_version: str  #: the version of the config that routed the event
+    event: dict[str, Any] | None  #: None when the event travels by `event_ref`
     issued_at: str
+    #: The event's own record, when the event is too large to ride in the command.
+    event_ref: EventRef | None = None
     template: dict[str, Any] | None = None  #: rendered title, description, url
     #: Why the route's template could not render this event; the command then fails.
     template_error: str | None = None
@@ -308,8 +364,8 @@ class Command(JsonRecord):
     replay_id: str | None = None
     dry_run: bool = False
     attempt: int = 1
-    #: `serialize-actions`: commands to issue, in order, after this one's terminal outcome.
-    then: tuple[Command, ...] = ()
+    #: `serialize-actions`: the actions to issue, in order, after this one's terminal outcome.
+    then: tuple[ChainStep, ...] = ()
     #: An aggregated command: the ids of the events its batch gathered, in order.
     batch_event_ids: tuple[str, ...] = ()
 
@@ -320,6 +376,30 @@ class Command(JsonRecord):
         if self.template and isinstance(self.template.get("description"), str):
             return str(self.template["description"])
         return json.dumps(self.event, ensure_ascii=False)
+
+    def following(self) -> Command | None:
+        """The next command of a serialized route, or None at the end of the chain."""
+        if not self.then:
+            return None
+        step, *rest = self.then
+        return replace(
+            self,
+            command_id=step.command_id,
+            action=step.action,
+            type=step.type,
+            then=tuple(rest),
+            attempt=1,
+            issued_at=utc_now(),
+        )
+
+    def expanded(self) -> list[Command]:
+        """This command and every later one of its chain, each on its own."""
+        chain: list[Command] = []
+        current: Command | None = self
+        while current is not None:
+            chain.append(replace(current, then=()))
+            current = current.following()
+        return chain
 
 
 @dataclass(frozen=True)
@@ -348,8 +428,7 @@ class Routed(JsonRecord):
     notes: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
     replay_id: str | None = None
-    #: Which config decided: a short hash of the cfg.yaml text the router loaded.
-    config_version: str | None = None
+    config_version: str | None = None  #: the config whose routes decided
 
 
 @dataclass(frozen=True)
@@ -472,8 +551,10 @@ def decode_command(raw: bytes | None) -> Command:
 
 def _command_from_dict(value: Mapping[str, Any]) -> Command:
     known = {k: v for k, v in value.items() if k in Command.__dataclass_fields__}
-    known["then"] = tuple(_command_from_dict(c) for c in value.get("then") or ())
+    known["then"] = tuple(ChainStep(**step) for step in value.get("then") or ())
     known["batch_event_ids"] = tuple(value.get("batch_event_ids") or ())
+    ref = value.get("event_ref")
+    known["event_ref"] = EventRef(**ref) if ref else None
     return Command(**known)
 
 

@@ -38,7 +38,7 @@ def install(app: PosteeApp) -> None:
         async for event in manual.events():
             await in_flight.acquire()
             sent = await app.publisher.enqueue(*route_one(app, event))
-            task = asyncio.ensure_future(ack_after(manual, event, sent))
+            task = asyncio.ensure_future(ack_after(manual, event, sent, app.publisher))
             task.add_done_callback(lambda _: in_flight.release())
 
     app.agent(app.postee_topics.router_input, name="route_events", concurrency=1)(route_events)

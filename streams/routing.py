@@ -12,7 +12,7 @@ from typing import Any
 from streams import records, rego
 from streams.config import PosteeConfig, Route
 from streams.plugins import PluginRequest, aggregation_requests, dedupe_key
-from streams.records import Command, CommandRef, IncomingEvent, Routed
+from streams.records import ChainStep, Command, CommandRef, IncomingEvent, Routed
 from streams.rules import RouteMatcher
 from streams.templates import TemplateError, TemplateRenderer
 
@@ -87,7 +87,7 @@ def decide(
         notes=notes,
         at=now,
         replay_id=event.replay_id,
-        config_version=config.version or None,
+        config_version=config.version,
     )
     return Decision(routed=routed, commands=tuple(commands), plugin_requests=tuple(requests))
 
@@ -120,7 +120,7 @@ def _plugins(
             f"({', '.join(plugins.unique_message_props)})"
         )
     if aggregates:
-        chain = [c for command in head for c in (command, *command.then)]
+        chain = [c for command in head for c in command.expanded()]
         return "aggregate", aggregation_requests(route, chain, at_ms), note
     return None, [], note
 
@@ -153,13 +153,16 @@ def _route_commands(
             continue
         commands.append(
             Command(
-                command_id=records.command_id(event.event_id, route.name, name, event.replay_id),
+                command_id=records.command_id(
+                    event.event_id, route.name, name, event.replay_id, event.position
+                ),
                 event_id=event.event_id,
                 route=route.name,
                 action=name,
                 type=action.type,
-                params=dict(action.params),
+                config_version=config.version,
                 event=event.payload,
+                event_ref=event.ref,
                 issued_at=now,
                 template=rendered[0],
                 template_error=rendered[1],
@@ -172,6 +175,6 @@ def _route_commands(
 
 
 def _chained(chain: list[Command]) -> Command:
-    """The first command, carrying the others in order."""
+    """The first command, naming the others in order."""
     first, *rest = chain
-    return replace(first, then=tuple(rest))
+    return replace(first, then=tuple(ChainStep(c.command_id, c.action, c.type) for c in rest))

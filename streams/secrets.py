@@ -4,9 +4,11 @@ resolved only when the action runs; what an action returns is scrubbed of their 
 
 Where references are read (nowhere else, so a shell script's own `$VAR` is left alone):
 
-- `user`, `password`, `token`: the whole value, `$NAME` or `${NAME}` (upstream's keys);
+- `user`, `password`, `token`, `pagerduty-auth-token`, `pagerduty-routing-key`,
+  `dependency-track-api-key`: the whole value, `$NAME` or `${NAME}` (upstream's keys);
 - `env`, `docker-env`: the value of a `K=$NAME` entry;
-- `headers` values and `url`: `${NAME}` anywhere, or a whole value `$NAME`.
+- `headers` values, `url`, and the `host` and `instance` of email and serviceNow:
+  `${NAME}` anywhere, or a whole value `$NAME`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ __all__ = ["MissingSecret", "Resolved", "resolve"]
 
 _WHOLE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
 _EMBEDDED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-WHOLE_VALUE_KEYS = ("user", "password", "token")
+WHOLE_VALUE_KEYS = (
+    "user",
+    "password",
+    "token",
+    "pagerduty-auth-token",
+    "pagerduty-routing-key",
+    "dependency-track-api-key",
+)
 ENV_LIST_KEYS = ("env", "docker-env")
+EMBEDDED_KEYS = ("url", "host", "instance")
 #: Secrets shorter than this are not scrubbed from output: they would blank common text.
 MIN_REDACTED_LENGTH = 4
 REDACTED = "[redacted]"
@@ -76,8 +86,9 @@ def resolve(params: Mapping[str, Any], environ: Mapping[str, str] | None = None)
     for key in ENV_LIST_KEYS:
         if isinstance(params.get(key), list):
             resolved.params[key] = [_env_entry(str(item), whole) for item in params[key]]
-    if isinstance(params.get("url"), str):
-        resolved.params["url"] = embedded(params["url"])
+    for key in EMBEDDED_KEYS:
+        if isinstance(params.get(key), str):
+            resolved.params[key] = embedded(params[key])
     if isinstance(params.get("headers"), Mapping):
         resolved.params["headers"] = {
             name: [embedded(str(v)) for v in (values if isinstance(values, list) else [values])]

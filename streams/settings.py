@@ -25,6 +25,9 @@ __all__ = [
 ]
 
 DAY_S = 24 * 3600
+#: Room above the largest event for what a record adds around it: key, headers, framing,
+#: and a command's own fields when it carries the event by reference.
+RECORD_ENVELOPE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,9 @@ class IngestSettings:
     port: int = 8082
     """From `POSTEE_HTTP` (`host:port`, upstream's default `0.0.0.0:8082`)."""
     max_body_bytes: int = 1024 * 1024
-    """Largest accepted request body (`POSTEE_MAX_BODY_BYTES`); larger gets 413."""
+    """Largest accepted event (`POSTEE_MAX_BODY_BYTES`); a larger body gets 413. The one
+    size setting: the producer's request limit and our topics' `max.message.bytes` are
+    derived from it (`max_record_bytes`), and the worker checks them at start."""
     produce_timeout_s: float = 15.0
     """How long a request waits for the broker's ack before answering 503
     (`POSTEE_PRODUCE_TIMEOUT_S`)."""
@@ -81,6 +86,12 @@ class IngestSettings:
     """HTTPS listener `host:port` (`POSTEE_HTTPS`), with `POSTEE_TLS_CERT` and `POSTEE_TLS_KEY`."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record we produce: an event of the largest size with its headers,
+        or a command that carries such an event's rendered description."""
+        return self.max_body_bytes + RECORD_ENVELOPE_BYTES
 
 
 @dataclass(frozen=True)

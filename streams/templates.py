@@ -32,7 +32,18 @@ _ERROR_MSG = re.compile(r"\(errormsg \d+:(.*?)\)\s*$", re.MULTILINE)
 #: Rego fetched from a template `url` at start: bounded in time and size.
 FETCH_TIMEOUT_S = 10.0
 MAX_FETCH_BYTES = 1024 * 1024
-_FIELDS = ("title", "result", "url")
+_FIELDS = ("title", "result", "url", "extra")
+#: Upstream's optional `result_<name>` values (ServiceNow reads them), gathered into
+#: `extra`: a template that gives none of them renders `extra` as an empty object.
+EXTRA_VALUES = (
+    "date",
+    "severity",
+    "category",
+    "subcategory",
+    "assigned_to",
+    "assigned_group",
+    "summary",
+)
 
 
 @dataclass(frozen=True)
@@ -40,9 +51,18 @@ class Rendered:
     title: str
     description: str
     url: str | None = None
+    #: The template's `result_<name>` values that it gives (see EXTRA_VALUES).
+    extra: Mapping[str, Any] | None = None
 
-    def as_dict(self) -> dict[str, str | None]:
-        return {"title": self.title, "description": self.description, "url": self.url}
+    def as_dict(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "title": self.title,
+            "description": self.description,
+            "url": self.url,
+        }
+        if self.extra:
+            fields["extra"] = dict(self.extra)
+        return fields
 
 
 class TemplateError(Exception):
@@ -130,7 +150,9 @@ class TemplateRenderer:
         prefix = f"postee_render/{slot}"
         try:
             rego.set_input(runner, document)
-            title, result, url = (rego.query(runner, bundle, f"{prefix}/{f}") for f in _FIELDS)
+            title, result, url, extra = (
+                rego.query(runner, bundle, f"{prefix}/{f}") for f in _FIELDS
+            )
         except rego.EngineFailure as exc:
             raise TemplateError(name, f"Rego error: {_reason(exc)}") from None
         except (regopy.RegoError, ValueError, TypeError, RecursionError) as exc:
@@ -140,7 +162,12 @@ class TemplateRenderer:
             raise TemplateError(
                 name, f"the package gives no {' and no '.join(missing)} for this event"
             )
-        return Rendered(_text(title), _text(result), _text(url) if url is not None else None)
+        return Rendered(
+            _text(title),
+            _text(result),
+            _text(url) if url is not None else None,
+            extra if isinstance(extra, dict) and extra else None,
+        )
 
 
 def _text(value: object) -> str:
@@ -155,7 +182,8 @@ def _key(template: Template) -> str:
 
 def _gather(slot: str, package: str) -> tuple[str, str]:
     lines = [f"package postee_render.{slot}", "import rego.v1"]
-    lines += [f"{field} := data.{package}.{field}" for field in _FIELDS]
+    lines += [f"{field} := data.{package}.{field}" for field in _FIELDS if field != "extra"]
+    lines += [f'extra["{name}"] := data.{package}.result_{name}' for name in EXTRA_VALUES]
     return f"render/{slot}.rego", "\n".join(lines) + "\n"
 
 

@@ -12,16 +12,20 @@ from dataclasses import dataclass
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from mode import Service
 
-from streams.settings import Settings
+import actions
+from streams.errors import ConfigError
+from streams.settings import RECORD_ENVELOPE_BYTES, Settings
 
 __all__ = ["TopicDeclarer", "Topics"]
 
 log = logging.getLogger(__name__)
 
-ACTION_TYPES = ("exec", "http", "docker", "kubernetes")
+#: One command topic per action type the registry knows.
+ACTION_TYPES = tuple(actions.REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ class TopicDeclarer(Service):
 
 
 async def declare_topics(settings: Settings, specs: list[TopicSpec]) -> None:
+    """Create missing topics, then check that every one accepts our largest record.
+    Raises `ConfigError` naming the topic when one does not (a record refused by the
+    broker would otherwise stop its partition at run time)."""
+    record_bytes = settings.ingest.max_record_bytes
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
     await admin.start()
     try:
@@ -101,7 +109,10 @@ async def declare_topics(settings: Settings, specs: list[TopicSpec]) -> None:
                 name=s.name,
                 num_partitions=s.partitions,
                 replication_factor=settings.topics.replication,
-                topic_configs={"retention.ms": str(s.retention_s * 1000)},
+                topic_configs={
+                    "retention.ms": str(s.retention_s * 1000),
+                    "max.message.bytes": str(record_bytes),
+                },
             )
             for s in specs
             if s.name not in existing
@@ -111,5 +122,28 @@ async def declare_topics(settings: Settings, specs: list[TopicSpec]) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             log.info("created topics: %s", ", ".join(t.name for t in missing))
+        await _check_record_limits(admin, [s.name for s in specs], record_bytes)
     finally:
         await admin.close()
+
+
+async def _check_record_limits(
+    admin: AIOKafkaAdminClient, names: list[str], record_bytes: int
+) -> None:
+    responses = await admin.describe_configs(
+        [
+            ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None})
+            for name in names
+        ]
+    )
+    for response in responses:
+        for _code, _message, _type, name, entries in response.resources:
+            limit = next((int(e[1]) for e in entries if e[0] == "max.message.bytes"), None)
+            if limit is not None and limit < record_bytes:
+                raise ConfigError(
+                    f"topic {name} accepts records up to {limit} bytes, but "
+                    f"POSTEE_MAX_BODY_BYTES needs {record_bytes} (the body limit plus "
+                    f"{RECORD_ENVELOPE_BYTES} for headers and command fields): raise the "
+                    "topic's max.message.bytes or lower POSTEE_MAX_BODY_BYTES",
+                    key="POSTEE_MAX_BODY_BYTES",
+                )

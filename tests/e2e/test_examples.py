@@ -43,3 +43,38 @@ async def test_cfg_actions_example_saves_trc2_to_the_forensic_log(
         assert value(routed)["routes"] == []  # TRC-7 is not the example's business
     finally:
         assert worker.stop() == 0  # SIGTERM: a clean exit
+
+
+async def test_all_outputs_example_runs_and_routes_to_every_output(
+    bootstrap, log_dir, reader_factory, samples
+):
+    """`postee run` starts with examples/cfg-all-outputs.yaml. Without its environment,
+    a Trivy report reaches every output of its routes, whose outcomes say which secret
+    is missing (and nothing is sent anywhere)."""
+    worker = start_worker(bootstrap, REPO / "examples" / "cfg-all-outputs.yaml", log_dir, "all")
+    try:
+        report = json.loads((samples / "upstream" / "trivy-input.json").read_text())
+        response = httpx.post(worker.base_url + "/", json=report, timeout=10)
+        assert response.status_code == 202
+        event_id = response.json()["id"]
+        outcomes = await reader_factory(worker.topic("outcomes"))
+        (routed,) = await outcomes.wait_for(
+            lambda m: value(m)["kind"] == "routed" and value(m)["event_id"] == event_id
+        )
+        assert value(routed)["routes"] == ["trivy-critical", "trivy-sbom"]
+        ran = await outcomes.wait_for(
+            lambda m: value(m)["kind"] == "outcome" and value(m)["event_id"] == event_id, count=6
+        )
+        assert {value(m)["type"] for m in ran} == {
+            "slack",
+            "teams",
+            "email",
+            "jira",
+            "nexusiq",
+            "dependencytrack",
+        }
+        assert all(
+            value(m)["status"] == "failed" and "is not set" in value(m)["error"] for m in ran
+        )
+    finally:
+        assert worker.stop() == 0

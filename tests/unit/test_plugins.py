@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 
 from streams import config, plugins, records, routing
 from streams.rules import RouteMatcher
@@ -92,6 +93,28 @@ def test_aggregation_requests_per_action_and_batches(tmp_path):
     descriptions = json.loads(command.template["description"])
     assert [json.loads(d)["i"] for d in descriptions] == [0, 1, 2]
     assert records.schema_errors("command", command.to_dict()) == []
+
+
+def test_a_batch_closes_before_its_table_entry_outgrows_a_record(tmp_path):
+    cfg, matcher = setup(tmp_path)
+    big = {"batched": True, "pad": "x" * 100_000}
+    incoming = replace(event(big, "e-big"), position="p.events:0:9")
+    (agg,) = [
+        r for r in routing.decide(incoming, cfg, matcher).plugin_requests if r.kind == "aggregate"
+    ]
+    batch, full = plugins.add_to_batch(None, agg, now_ms=1000, max_bytes=50_000)
+    assert not full and batch["commands"][0]["event"] is None  # kept by reference
+    assert batch["commands"][0]["event_ref"] == {"topic": "p.events", "partition": 0, "offset": 9}
+    small = {"batched": True, "pad": "y" * 60_000}  # under the inline bound: kept inline
+    (agg,) = [
+        r
+        for r in routing.decide(event(small, "e1"), cfg, matcher).plugin_requests
+        if r.kind == "aggregate"
+    ]
+    batch, full = plugins.add_to_batch(batch, agg, now_ms=1000, max_bytes=50_000)
+    # Full by size at 2 events, before the route's aggregate-message-number of 3.
+    assert full and len(batch["commands"]) == 2 and batch["bytes"] >= 50_000
+    assert batch["commands"][1]["event"] == small
 
 
 def test_window_due_by_time():

@@ -68,18 +68,58 @@ def sample_command(**changes) -> records.Command:
         route="r",
         action="act",
         type="exec",
-        params={"exec-script": "true"},
+        config_version="0123456789abcdef",
         event={"k": "v"},
+        event_ref=records.EventRef("p.events", 1, 7),
         issued_at=records.utc_now(),
     )
     return records.Command(**{**fields, **changes})
 
 
 def test_command_round_trips_with_its_chain():
-    chained = sample_command(then=(sample_command(command_id="b" * 32, action="next"),))
+    chained = sample_command(then=(records.ChainStep("b" * 32, "next", "http"),))
     assert records.schema_errors("command", chained.to_dict()) == []
     decoded = records.decode_command(chained.to_json())
     assert decoded == chained and decoded.then[0].action == "next"
+    following = decoded.following()
+    assert following is not None
+    assert (following.command_id, following.action, following.type) == ("b" * 32, "next", "http")
+    assert following.event == decoded.event and following.then == ()
+    assert [c.action for c in decoded.expanded()] == ["act", "next"]
+
+
+def test_a_command_record_cannot_carry_parameters():
+    forged = sample_command().to_dict() | {"params": {"exec-script": "echo $SECRET"}}
+    with pytest.raises(EventError) as caught:
+        records.decode_command(json.dumps(forged).encode())
+    assert "params" in caught.value.reason
+
+
+def test_a_command_without_its_event_must_name_the_record():
+    by_ref = sample_command(event=None)
+    assert records.schema_errors("command", by_ref.to_dict()) == []
+    orphan = sample_command(event=None, event_ref=None).to_dict()
+    assert records.schema_errors("command", orphan) != []
+
+
+def test_command_ids_bind_the_record_position():
+    one = records.command_id("e1", "r", "a", position="t:0:5")
+    assert one == records.command_id("e1", "r", "a", position="t:0:5")
+    assert one != records.command_id("e1", "r", "a", position="t:0:6")
+
+
+def test_a_header_cannot_claim_a_positional_id_or_a_replay():
+    headers = [
+        ("postee-event-id", b"t:0:6"),
+        ("postee-source", b"replay"),
+        ("postee-replay-id", b"r1"),
+        ("postee-replay-mode", b"dry-run"),
+    ]
+    event = records.decode_event(b'{"a":1}', headers, topic="p.events", partition=0, offset=5)
+    assert event.event_id == "p.events:0:5" and event.position == "p.events:0:5"
+    assert (event.source, event.replay_id, event.dry_run) == ("kafka", None, False)
+    replayed = records.decode_event(b'{"a":1}', headers, topic="p.replay", partition=0, offset=5)
+    assert (replayed.source, replayed.replay_id, replayed.dry_run) == ("replay", "r1", True)
 
 
 def test_invalid_command_is_refused():

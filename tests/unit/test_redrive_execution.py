@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from actions.base import Action, ActionRequest, ActionResult, ActionTemporaryError
-from streams import records
+from streams import config, records
 from streams.executor import execute_one
 from streams.ledger import CommandLedger
 
@@ -62,23 +62,31 @@ def record(command: records.Command, redrive_id: str | None = None) -> Any:
     return SimpleNamespace(value=command.to_json(), headers=headers, message=message)
 
 
-async def test_redrive_runs_once_per_redrive_id_with_fresh_retries():
+async def test_redrive_runs_once_per_redrive_id_with_fresh_retries(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "routes:\n  - {name: r, actions: [a, next], serialize-actions: true}\n"
+        "actions:\n"
+        "  - {name: a, type: exec, enable: true, exec-script: 'true', retries: 1}\n"
+        "  - {name: next, type: exec, enable: true, exec-script: 'true'}\n"
+    )
+    loaded = config.load(cfg)
     event_id = records.new_event_id()
-    then = records.Command("f" * 32, event_id, "r", "next", "exec", {}, {}, "t")
     command = records.Command(
         records.command_id(event_id, "r", "a"),
         event_id,
         "r",
         "a",
         "exec",
-        {"retries": 1},
+        loaded.version,
         {},
         "t",
-        then=(then,),
+        then=(records.ChainStep(records.command_id(event_id, "r", "next"), "next", "exec"),),
     )
     publisher, action, book = Publisher(), Flaky(), ledger()
-    app = SimpleNamespace(publisher=publisher)
-    run = lambda r: execute_one(app, action, r, book, asyncio.Event())  # type: ignore[arg-type]  # noqa: E731
+    app = SimpleNamespace(publisher=publisher, config=loaded)
+    pool = SimpleNamespace(get=lambda kind: action, kill_switch=asyncio.Event(), events=None)
+    run = lambda r: execute_one(app, pool, "exec", r, book)  # type: ignore[arg-type]  # noqa: E731
 
     await run(record(command))
     assert publisher.take() == [

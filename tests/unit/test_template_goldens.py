@@ -28,6 +28,7 @@ CASES = [
     ("postee.trivy", "upstream/trivy-input.json"),
     ("postee.trivy", "upstream/trivy-aws-findings.json"),
     ("postee.trivyoperator", "upstream/trivy-operator-input.json"),
+    ("postee.trivy.cyclonedx", "upstream/trivy-input.json"),
 ]
 
 

@@ -111,7 +111,7 @@ def test_template_titles_dlq_entries_and_redrives():
     event_id = event(index, {"SigMetadata": {"Name": "Anti-Debugging"}}, 0)
     assert index.rows[event_id].title == "Anti-Debugging"
     command = records.Command(
-        "c" * 32, event_id, "r", "a", "exec", {}, {}, "t", template={"title": "From the template"}
+        "c" * 32, event_id, "r", "a", "exec", "v", {}, "t", template={"title": "From the template"}
     )
     index.apply("command", None, command.to_json(), [], NOW_MS, ("p.actions.exec", 0, 0))
     assert index.rows[event_id].title == "From the template"

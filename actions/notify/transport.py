@@ -1,0 +1,195 @@
+"""The HTTP side of the notifiers: pooled clients, and one mapping of answers to results.
+
+2xx is success; a connection failure, a timeout, 408, 429 (honouring `Retry-After`) and
+5xx are temporary (`ActionTemporaryError`: the executor retries); a TLS verification
+failure and any other status are final. Every request carries `Idempotency-Key: <command
+id>` (the same on each attempt). An outcome keeps the status, a few response headers and
+a bounded excerpt of the answer, never a request header (they hold the credentials).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from actions.base import (
+    Action,
+    ActionPermanentError,
+    ActionRequest,
+    ActionResult,
+    ActionTemporaryError,
+)
+from actions.httputil import (
+    KEPT_HEADERS,
+    ClientPool,
+    read_excerpt,
+    retry_after_s,
+    retryable,
+    transport_error,
+)
+from actions.notify import shape
+
+__all__ = ["HttpNotifier", "Reply", "basic_auth", "masked_url", "param_list"]
+
+USER_AGENT = "postee-streams"
+#: Characters of a vendor's error answer quoted in the outcome's error text.
+ERROR_EXCERPT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    text: str  #: the body, bounded
+    truncated: bool
+    elapsed_ms: float
+    retry_after_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not (or was cut)."""
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return None
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "status_code": self.status,
+            "response_headers": {k: v for k, v in self.headers.items() if k in KEPT_HEADERS},
+            "response_excerpt": self.text,
+            "response_truncated": self.truncated,
+            "elapsed_ms": self.elapsed_ms,
+        }
+
+    def failure(self, what: str) -> str:
+        said = " ".join(self.text.split())[:ERROR_EXCERPT_CHARS]
+        return f"{what}: HTTP {self.status} {self.reason}".strip() + (f": {said}" if said else "")
+
+
+class HttpNotifier(Action):
+    """Base of the notifiers that speak HTTP. A subclass gives `describe` (the dry run)
+    and `deliver` (the real thing), built from `call`, `require` and `result`."""
+
+    timeout_s = 15.0
+    max_attempts = 4  # `retries: 3` by default, as the http action
+    #: Shapes of a description (see `shape.detect`) this output renders well; `postee
+    #: validate` warns when a route gives it a template of another shape.
+    fits: ClassVar[frozenset[str]] = shape.ALL
+
+    def __init__(self, *, max_response_bytes: int = 16 * 1024) -> None:
+        self.max_response_bytes = max_response_bytes
+        self._clients = ClientPool()
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    async def execute(self, request: ActionRequest) -> ActionResult:
+        if request.dry_run:
+            return ActionResult("dry_run", self.describe(request))
+        return await self.deliver(request)
+
+    def describe(self, request: ActionRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def deliver(self, request: ActionRequest) -> ActionResult:
+        raise NotImplementedError
+
+    async def call(
+        self,
+        request: ActionRequest,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        shown_url: str | None = None,
+    ) -> Reply:
+        """One request; transport failures raise, any answer is returned."""
+        where = f"{method} {shown_url or url}"
+        sent = {"Idempotency-Key": request.command_id, "User-Agent": USER_AGENT, **(headers or {})}
+        client = self._clients.get(bool(request.params.get("tls-verify", True)))
+        started = time.monotonic()
+        try:
+            async with client.stream(
+                method,
+                url,
+                headers=sent,
+                json=json_body,
+                content=content,
+                timeout=request.timeout_s,
+            ) as response:
+                text, cut = await read_excerpt(response, self.max_response_bytes)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, request.timeout_s, where) from None
+        except httpx.InvalidURL as exc:
+            raise ActionPermanentError(f"{where}: invalid URL: {exc}") from None
+        return Reply(
+            status=response.status_code,
+            reason=response.reason_phrase,
+            headers=dict(response.headers),
+            text=text,
+            truncated=cut,
+            elapsed_ms=round((time.monotonic() - started) * 1000, 3),
+            retry_after_s=retry_after_s(response),
+        )
+
+    @staticmethod
+    def require(reply: Reply, what: str, detail: Mapping[str, Any] | None = None) -> None:
+        """A step that must succeed before the next one: raise unless it did."""
+        if reply.ok:
+            return
+        info = {**(detail or {}), **reply.detail()}
+        if retryable(reply.status):
+            raise ActionTemporaryError(
+                reply.failure(what), retry_after_s=reply.retry_after_s, detail=info
+            )
+        raise ActionPermanentError(reply.failure(what), detail=info)
+
+    @staticmethod
+    def result(reply: Reply, what: str, detail: Mapping[str, Any]) -> ActionResult:
+        """The last step's answer: succeeded on 2xx, retried when temporary, else failed."""
+        info = {**detail, **reply.detail()}
+        if reply.ok:
+            return ActionResult("succeeded", info)
+        if retryable(reply.status):
+            raise ActionTemporaryError(
+                reply.failure(what), retry_after_s=reply.retry_after_s, detail=info
+            )
+        return ActionResult("failed", info, reply.failure(what))
+
+
+def masked_url(url: str) -> str:
+    """A webhook URL whose path is its credential (Slack, Teams), as shown in outcomes."""
+    parts = urlsplit(url)
+    first = parts.path.strip("/").split("/")[0] if parts.path.strip("/") else ""
+    return (
+        f"{parts.scheme}://{parts.netloc}/{first}/…"
+        if first
+        else f"{parts.scheme}://{parts.netloc}/…"
+    )
+
+
+def param_list(value: object) -> list[str]:
+    """A list key that upstream also takes as one comma-separated string."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def basic_auth(user: object, password: object) -> str:
+    pair = f"{user or ''}:{password or ''}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
