@@ -196,6 +196,31 @@ def runners_command(bootstrap: str | None, topic_prefix: str | None, as_json: bo
 
 
 @main.command()
+@config_option
+@bootstrap_option
+@prefix_option
+@click.option("--http", "http", help="UI host:port [env POSTEE_UI_HTTP, 127.0.0.1:8083]")
+def ui(
+    config: str | None, bootstrap: str | None, topic_prefix: str | None, http: str | None
+) -> None:
+    """Serve the web UI: live events, timelines, the DLQ and replays (README: Web UI)."""
+    from streams.ui import server
+
+    settings = _settings(config, bootstrap, topic_prefix)
+    if http:
+        address = Settings.from_env({"POSTEE_UI_HTTP": http}).ui
+        settings = settings.with_overrides(
+            ui=replace(settings.ui, host=address.host, port=address.port)
+        )
+    postee_config, _, _ = _load(settings)
+    try:
+        server.check_exposure(settings.ui)
+    except ConfigError as exc:
+        _fail([exc])
+    server.run(settings, postee_config)
+
+
+@main.command()
 @click.argument("cfg", required=False)
 def validate(cfg: str | None) -> None:
     """Check a config file (structure, references, Rego); print every error and warning."""
@@ -441,51 +466,13 @@ def timeline(
 
 
 def _show_entries(entries: list[Any], as_json: bool) -> None:
+    from streams.timeline import describe
+
     if as_json:
         for entry in entries:
             click.echo(json.dumps(entry.as_dict(), ensure_ascii=False))
         return
     table = Table("time", "what", "details")
     for entry in entries:
-        table.add_row(entry.at.isoformat(timespec="milliseconds"), entry.kind, _describe(entry))
+        table.add_row(entry.at.isoformat(timespec="milliseconds"), entry.kind, describe(entry))
     Console().print(table)
-
-
-def _describe(entry: Any) -> str:
-    v, h = entry.value if isinstance(entry.value, dict) else {}, entry.headers
-    if entry.kind == "received":
-        where = f"{entry.topic}[{entry.partition}]@{entry.offset}"
-        return f"via {h.get('postee-source', 'kafka')} on {where}"
-    if entry.kind == "replayed":
-        return f"replay {h.get('postee-replay-id', '?')} ({h.get('postee-replay-mode', 'dry-run')})"
-    if entry.kind == "routed":
-        routes = ", ".join(v.get("routes", [])) or "no route matched"
-        extra = "".join(f"; {s['route']}: {s['reason']}" for s in v.get("skipped", []))
-        replay = f" [replay {v['replay_id']}]" if v.get("replay_id") else ""
-        return f"routes: {routes}{extra}{replay}" + (
-            f"; error: {v['error']}" if v.get("error") else ""
-        )
-    if entry.kind == "command":
-        flags = " dry-run" if v.get("dry_run") else ""
-        flags += f" for runner {v['runs_on']}" if v.get("runs_on") else ""
-        command = str(v.get("command_id"))[:12]
-        return f"{v.get('type')} {v.get('route')}/{v.get('action')} {command}{flags}"
-    if entry.kind == "pending":
-        after = ", after the earlier actions of its route" if v.get("queued") else ""
-        command = str(v.get("command_id"))[:12]
-        return (
-            f"{v.get('type')} {v.get('route')}/{v.get('action')} {command}: "
-            f"waiting for {v.get('waiting_for')}{after}"
-        )
-    if entry.kind == "outcome":
-        detail = v.get("detail", {})
-        facts = [
-            f"{k}={detail[k]}" for k in ("exit_code", "status_code", "timed_out") if k in detail
-        ]
-        error = f" - {v['error']}" if v.get("error") else ""
-        error += f" (on runner {v['runner']})" if v.get("runner") else ""
-        return (
-            f"{v.get('action')} attempt {v.get('attempt')}: {v.get('status')}"
-            f" {' '.join(facts)} ({v.get('duration_ms')} ms){error}"
-        )
-    return f"{v.get('stage')}: {v.get('reason')}"

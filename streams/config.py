@@ -133,6 +133,7 @@ def load(
         routes=routes,
         templates=MappingProxyType(templates),
         actions=MappingProxyType(actions),
+        version=hashlib.sha256(path.read_bytes()).hexdigest()[:12],
     )
     errors = list(_reference_errors(config, raw))
     if errors:

@@ -160,15 +160,20 @@ async def execute_one(
         await _refuse(app, event, command, str(refusal))
         return
     entry = ledger.lookup(command.command_id)
-    if entry is not None and entry["state"] == "finished":
+    # A command redriven from the DLQ runs again, once per redrive id, with fresh retries.
+    redrive = records.redrive_id(event.headers)
+    again = redrive is not None and entry is not None and entry.get("redrive_id") != redrive
+    if entry is not None and entry["state"] == "finished" and not again:
         await publisher.send(publisher.outcome(_skipped(command, entry, runner)))
         return
-    if entry is not None:  # started before, never finished: the worker died mid-run
+    if entry is not None:  # started before, never finished (the worker died), or redriven
         command = replace(command, attempt=int(entry["attempt"]) + 1)
-    ledger.started(command.command_id, command.attempt)
+    ledger.started(command.command_id, command.attempt, redrive)
     command = await _with_event(pool, command)
-    run = await run_command(app, pool.get(command.type), spec, command, pool.kill_switch)
-    ledger.finished(command.command_id, run.last.status, run.last.attempt, run.last.finished_at)
+    extra = command.attempt - 1 if again else 0
+    run = await run_command(app, pool.get(command.type), spec, command, pool.kill_switch, extra)
+    last = run.last
+    ledger.finished(command.command_id, last.status, last.attempt, last.finished_at, redrive)
     if run.exhausted:
         await publisher.send(
             publisher.dlq_for(
@@ -181,7 +186,7 @@ async def execute_one(
                 attempts=run.errors,
             )
         )
-    following = command.following()
+    following = None if again else command.following()  # a redrive repeats only this one
     if following is not None:
         # The next step travels like its head did: by reference when its event is large.
         await publisher.send(publisher.command(following))
@@ -281,10 +286,12 @@ async def run_command(
     spec: config.Action,
     command: Command,
     kill_switch: asyncio.Event,
+    attempts_before: int = 0,
 ) -> CommandRun:
     """Run every attempt of one command, publishing each outcome. `spec` is the action
-    as this worker's config defines it: the only source of what to run."""
-    max_attempts = _max_attempts(action, spec.params)
+    as this worker's config defines it: the only source of what to run. `attempts_before`
+    attempts of an earlier run (a redrive) do not count against the retries."""
+    max_attempts = _max_attempts(action, spec.params) + attempts_before
     attempt = command.attempt
     errors: list[dict[str, Any]] = []
     note = trust.version_note(app.config, command)

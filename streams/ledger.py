@@ -9,6 +9,7 @@ read, and the changelog itself is compacted and deleted after that time.
 A command that finished is skipped on redelivery (`skipped` outcome). One that started
 but never finished (the worker died mid-run) runs again, with the same command id and a
 higher attempt number, so receivers can tell (Idempotency-Key, POSTEE_COMMAND_ID).
+A command redriven from the DLQ runs again once per redrive id, attempts counting on.
 """
 
 from __future__ import annotations
@@ -47,16 +48,29 @@ class CommandLedger:
             return None
         return entry
 
-    def started(self, command_id: str, attempt: int) -> None:
-        self.table[command_id] = {"state": "started", "attempt": attempt, "at_ms": _now_ms()}
+    def started(self, command_id: str, attempt: int, redrive_id: str | None = None) -> None:
+        self.table[command_id] = {
+            "state": "started",
+            "attempt": attempt,
+            "at_ms": _now_ms(),
+            "redrive_id": redrive_id,
+        }
 
-    def finished(self, command_id: str, status: str, attempt: int, finished_at: str) -> None:
+    def finished(
+        self,
+        command_id: str,
+        status: str,
+        attempt: int,
+        finished_at: str,
+        redrive_id: str | None = None,
+    ) -> None:
         self.table[command_id] = {
             "state": "finished",
             "status": status,
             "attempt": attempt,
             "finished_at": finished_at,
             "at_ms": _now_ms(),
+            "redrive_id": redrive_id,
         }
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "HEADER_CONTENT_TYPE",
     "HEADER_EVENT_ID",
     "HEADER_RECEIVED_AT",
+    "HEADER_REDRIVE_ID",
     "HEADER_ROUTE",
     "HEADER_SOURCE",
     "ChainStep",
@@ -44,6 +45,7 @@ __all__ = [
     "IncomingEvent",
     "JsonRecord",
     "Outcome",
+    "Redriven",
     "Routed",
     "command_id",
     "decode_command",
@@ -52,6 +54,7 @@ __all__ = [
     "iso",
     "new_event_id",
     "parse_json_object",
+    "redrive_id",
     "utc_now",
 ]
 
@@ -65,6 +68,9 @@ HEADER_ROUTE = "postee-route"
 HEADER_REPLAY_OF = "postee-replay-of"
 HEADER_REPLAY_ID = "postee-replay-id"
 HEADER_REPLAY_MODE = "postee-replay-mode"
+#: Set on a record re-produced from the DLQ ("redrive"): its id, and the DLQ record's place.
+HEADER_REDRIVE_ID = "postee-redrive-id"
+HEADER_REDRIVE_OF = "postee-redrive-of"
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -268,6 +274,11 @@ def decode_event(
         dry_run=replayed and meta.get(HEADER_REPLAY_MODE) != "execute",
         position=position,
     )
+
+
+def redrive_id(headers: Headers) -> str | None:
+    """The redrive id of a record re-produced from the DLQ, None for any other record."""
+    return _header_map(headers).get(HEADER_REDRIVE_ID) or None
 
 
 def _header_map(headers: Headers) -> dict[str, str]:
@@ -490,6 +501,23 @@ class DlqRecord(JsonRecord):
                 encoding="base64",
                 **where,
             )
+
+
+@dataclass(frozen=True)
+class Redriven(JsonRecord):
+    """A DLQ record put back on its source topic (by `postee ui`'s redrive button)."""
+
+    redrive_id: str
+    event_id: str | None
+    at: str
+    dlq: dict[str, Any]  #: topic, partition, offset of the DLQ record
+    stage: str  #: the DLQ record's stage and reason
+    reason: str
+    to: dict[str, Any]  #: topic, partition, offset of the re-produced record
+    #: True when the bytes and headers were read back from the source record itself;
+    #: False when it had expired and the DLQ record's copy of the bytes was used.
+    from_source: bool
+    kind: str = "redriven"
 
 
 # --- commands we consume --------------------------------------------------------------------

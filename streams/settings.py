@@ -23,6 +23,7 @@ __all__ = [
     "KafkaSettings",
     "Settings",
     "TopicSettings",
+    "UiSettings",
     "check_runner_name",
     "runner_app_id",
 ]
@@ -112,6 +113,29 @@ class ActionLimits:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    host: str = "127.0.0.1"
+    port: int = 8083
+    """From `POSTEE_UI_HTTP` (`host:port`): where `postee ui` listens."""
+    token: str | None = field(default=None, repr=False)
+    """When set, every page and API call needs `Authorization: Bearer <token>` or the
+    session cookie that the login form sets from the same secret (`POSTEE_UI_TOKEN`).
+    Required on any address that is not loopback."""
+    tls_cert: Path | None = None
+    """With `tls_key`, serve HTTPS instead of HTTP (`POSTEE_UI_TLS_CERT`)."""
+    tls_key: Path | None = None
+    """The certificate's private key (`POSTEE_UI_TLS_KEY`)."""
+    window_s: int = DAY_S
+    """How far back the in-memory index of the lists reaches (`POSTEE_UI_WINDOW_S`)."""
+    max_events: int = 20_000
+    """At most this many events in the index; the oldest go first (`POSTEE_UI_MAX_EVENTS`)."""
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+
+@dataclass(frozen=True)
 class Settings:
     config_path: Path = Path("cfg.yaml")
     """The Postee config (`POSTEE_CFG`)."""
@@ -129,6 +153,7 @@ class Settings:
     actions: ActionLimits = field(default_factory=ActionLimits)
     runner_name: str | None = None
     """Set by `postee runner --name` (or `POSTEE_RUNNER_NAME`): this process is that runner."""
+    ui: UiSettings = field(default_factory=UiSettings)
 
     @property
     def app_id(self) -> str:
@@ -183,6 +208,7 @@ class Settings:
                     "POSTEE_DONE_RETENTION_S", ActionLimits.done_retention_s
                 ),
             ),
+            ui=_ui(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -229,6 +255,25 @@ def _ingest(env: _Env, host: str, port: int) -> IngestSettings:
         https=https,
         tls_cert=env.path("POSTEE_TLS_CERT", Path()) if https else None,
         tls_key=env.path("POSTEE_TLS_KEY", Path()) if https else None,
+    )
+
+
+def _ui(env: _Env) -> UiSettings:
+    host, port = env.host_port("POSTEE_UI_HTTP", UiSettings.host, UiSettings.port)
+    cert, key = env.text("POSTEE_UI_TLS_CERT", ""), env.text("POSTEE_UI_TLS_KEY", "")
+    if bool(cert) != bool(key):
+        raise ConfigError(
+            "HTTPS needs both a certificate and its key",
+            key="POSTEE_UI_TLS_KEY" if cert else "POSTEE_UI_TLS_CERT",
+        )
+    return UiSettings(
+        host=host,
+        port=port,
+        token=env.text("POSTEE_UI_TOKEN", "") or None,
+        tls_cert=Path(cert) if cert else None,
+        tls_key=Path(key) if key else None,
+        window_s=env.positive_int("POSTEE_UI_WINDOW_S", UiSettings.window_s),
+        max_events=env.positive_int("POSTEE_UI_MAX_EVENTS", UiSettings.max_events),
     )
 
 

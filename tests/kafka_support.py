@@ -106,11 +106,17 @@ async def open_reader(bootstrap: str, topic: str) -> TopicReader:
     return TopicReader(consumer)
 
 
-async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key)
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
 
@@ -183,21 +189,56 @@ def start_worker(
     prefix: str | None = None,
     startup_deadline_s: float = STARTUP_DEADLINE_S,
 ) -> Worker:
+    return _start(
+        "run",
+        "POSTEE_HTTP",
+        bootstrap,
+        config,
+        log_dir,
+        label,
+        extra_env,
+        prefix,
+        startup_deadline_s,
+    )
+
+
+def start_ui(
+    bootstrap: str,
+    config: Path,
+    log_dir: Path,
+    prefix: str,
+    extra_env: dict[str, str] | None = None,
+) -> Worker:
+    """A `postee ui` process on the prefix of a worker; healthy once its index caught up."""
+    return _start("ui", "POSTEE_UI_HTTP", bootstrap, config, log_dir, "ui", extra_env, prefix)
+
+
+def _start(
+    command: str,
+    address_variable: str,
+    bootstrap: str,
+    config: Path,
+    log_dir: Path,
+    label: str,
+    extra_env: dict[str, str] | None,
+    prefix: str | None,
+    startup_deadline_s: float = STARTUP_DEADLINE_S,
+) -> Worker:
     port = free_port()
     prefix = prefix or unique_prefix(label)
-    log_path = log_dir / f"worker-{prefix}-{port}.log"
+    log_path = log_dir / f"{command}-{prefix}-{port}.log"
     env = {
         **os.environ,
         "POSTEE_KAFKA": bootstrap,
         "POSTEE_CFG": str(config),
         "POSTEE_TOPIC_PREFIX": prefix,
-        "POSTEE_HTTP": f"127.0.0.1:{port}",
+        address_variable: f"127.0.0.1:{port}",
         "POSTEE_PARTITIONS": "2",
         **(extra_env or {}),
     }
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams", "run"],
+            [sys.executable, "-m", "streams", command],
             cwd=REPO,
             env=env,
             stdout=log_file,

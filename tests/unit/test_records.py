@@ -168,6 +168,19 @@ def test_produced_records_match_their_schemas():
     assert records.schema_errors("dlq", dlq_text.to_dict()) == []
     assert records.schema_errors("dlq", dlq_binary.to_dict()) == []
     assert dlq_text.encoding == "utf-8" and dlq_binary.encoding == "base64"
+    redriven = records.Redriven(
+        redrive_id="b" * 32,
+        event_id="e",
+        at=now,
+        dlq={"topic": "p.dlq", "partition": 0, "offset": 3},
+        stage="execute",
+        reason="attempts exhausted",
+        to={"topic": "p.actions.http", "partition": 1, "offset": 9},
+        from_source=True,
+    )
+    assert records.schema_errors("redriven", redriven.to_dict()) == []
+    assert records.schema_errors("routed", {**routed.to_dict(), "config_version": "abc"}) == []
+    assert records.schema_errors("redriven", {**redriven.to_dict(), "to": {"topic": "t"}})
     assert records.schema_errors(
         "outcome", {**outcome.to_dict(), "status": "maybe"}
     )  # the schema bites
