@@ -8,9 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from actions.base import Action, ActionRequest, ActionResult, ActionTemporaryError
-from streams import config, records
+from streams import config, metrics, records
 from streams.executor import execute_one
 from streams.ledger import CommandLedger
+from streams.settings import Settings
 
 
 class Flaky(Action):
@@ -84,7 +85,9 @@ async def test_redrive_runs_once_per_redrive_id_with_fresh_retries(tmp_path):
         then=(records.ChainStep(records.command_id(event_id, "r", "next"), "next", "exec"),),
     )
     publisher, action, book = Publisher(), Flaky(), ledger()
-    app = SimpleNamespace(publisher=publisher, config=loaded)
+    app = SimpleNamespace(
+        publisher=publisher, config=loaded, settings=Settings(), metrics=metrics.Metrics()
+    )
     pool = SimpleNamespace(get=lambda kind: action, kill_switch=asyncio.Event(), events=None)
     run = lambda r: execute_one(app, pool, "exec", r, book)  # type: ignore[arg-type]  # noqa: E731
 
