@@ -210,22 +210,11 @@ async def _refuse(
 ) -> None:
     """A command this worker will not run: a failed outcome, and the record in the DLQ."""
     log.warning("refused command %s: %s", command.command_id, reason, extra=_ids(command))
-    now = records.utc_now()
-    outcome = Outcome(
-        event_id=command.event_id,
-        command_id=command.command_id,
-        route=command.route,
-        action=command.action,
-        type=command.type,
-        status="failed",
-        attempt=command.attempt,
-        started_at=now,
-        finished_at=now,
-        duration_ms=0.0,
-        detail={"config_version": app.config.version},
+    outcome = records.outcome_without_run(
+        command,
+        "failed",
         error=f"refused: {reason}",
-        replay_id=command.replay_id,
-        dry_run=command.dry_run,
+        detail={"config_version": app.config.version},
         runner=app.settings.runner_name,
     )
     publisher = app.publisher
@@ -242,26 +231,13 @@ async def _refuse(
 
 
 def _skipped(command: Command, entry: dict[str, Any], runner: str | None) -> Outcome:
-    now = records.utc_now()
-    return Outcome(
-        event_id=command.event_id,
-        command_id=command.command_id,
-        route=command.route,
-        action=command.action,
-        type=command.type,
-        status="skipped",
-        attempt=int(entry["attempt"]),
-        started_at=now,
-        finished_at=now,
-        duration_ms=0.0,
-        detail={
-            "reason": "redelivered after it finished",
-            "first_status": entry.get("status"),
-            "first_finished_at": entry.get("finished_at"),
-        },
-        replay_id=command.replay_id,
-        dry_run=command.dry_run,
-        runner=runner,
+    detail = {
+        "reason": "redelivered after it finished",
+        "first_status": entry.get("status"),
+        "first_finished_at": entry.get("finished_at"),
+    }
+    return records.outcome_without_run(
+        command, "skipped", detail=detail, attempt=int(entry["attempt"]), runner=runner
     )
 
 

@@ -136,22 +136,7 @@ class Publisher:
     def _unsendable_command(self, command: Command, reason: str) -> list[Message]:
         """A failed outcome (so the command's story ends) and a DLQ record for a command
         that cannot be written even with its event by reference."""
-        now = records.utc_now()
-        outcome = Outcome(
-            event_id=command.event_id,
-            command_id=command.command_id,
-            route=command.route,
-            action=command.action,
-            type=command.type,
-            status="failed",
-            attempt=command.attempt,
-            started_at=now,
-            finished_at=now,
-            duration_ms=0.0,
-            error=f"not issued: {reason}",
-            replay_id=command.replay_id,
-            dry_run=command.dry_run,
-        )
+        outcome = records.outcome_without_run(command, "failed", error=f"not issued: {reason}")
         ref = command.event_ref
         dlq = DlqRecord.for_bytes(
             None,

@@ -461,6 +461,37 @@ class Outcome(JsonRecord):
     runner: str | None = None  #: the runner that ran it (`postee runner --name`); None: a worker
 
 
+def outcome_without_run(
+    command: Command,
+    status: Status,
+    *,
+    error: str | None = None,
+    detail: dict[str, Any] | None = None,
+    attempt: int | None = None,
+    runner: str | None = None,
+) -> Outcome:
+    """The outcome of a command that did not run (refused, not issued, skipped): it ends
+    the command's story in the timeline."""
+    now = utc_now()
+    return Outcome(
+        event_id=command.event_id,
+        command_id=command.command_id,
+        route=command.route,
+        action=command.action,
+        type=command.type,
+        status=status,
+        attempt=command.attempt if attempt is None else attempt,
+        started_at=now,
+        finished_at=now,
+        duration_ms=0.0,
+        detail=detail or {},
+        error=error,
+        replay_id=command.replay_id,
+        dry_run=command.dry_run,
+        runner=runner,
+    )
+
+
 @dataclass(frozen=True)
 class DlqRecord(JsonRecord):
     """Anything we could not process, with enough to find and retry it."""
