@@ -56,11 +56,12 @@ class Publisher:
             topic = self.topics.runner(command.runs_on)
         else:
             topic = self.topics.actions[command.type]
-        self.metrics.command(command.type)
         value = command.to_json()
         too_large = len(value) > self.max_record_bytes
         if too_large and command.event is not None and command.event_ref is not None:
             value = replace(command, event=None).to_json()
+        if len(value) <= self.max_record_bytes:  # else `_within_limit` issues `instead`
+            self.metrics.command(command.type)
         return Message(
             topic,
             command.event_id,

@@ -87,7 +87,7 @@ def _route_failure(
         at=records.utc_now(),
         error=reason,
         replay_id=incoming.replay_id,
-        config_version=app.config.version or None,
+        config_version=app.config.version,
     )
     publisher = app.publisher
     return [

@@ -24,9 +24,6 @@ def configured_action(
 ) -> tuple[Action | None, str | None]:
     """(the action to run, None) or (None, why the command is refused). `runner` is the
     name of the runner executing (None: a worker)."""
-    versions = (
-        f"this worker runs config {config.version}, the command names {command.config_version}"
-    )
     action = config.actions.get(command.action)
     if runner is not None and (action is None or action.type != command.type):
         return None, (
@@ -35,7 +32,8 @@ def configured_action(
     if action is None:
         return (
             None,
-            f"action '{command.action}' is not defined in this worker's config ({versions})",
+            f"action '{command.action}' is not defined in this worker's config "
+            f"({_versions(config, command)})",
         )
     if action.type != kind or command.type != kind:
         return None, (
@@ -52,11 +50,17 @@ def configured_action(
         if route is None:
             return (
                 None,
-                f"route '{command.route}' is not defined in this worker's config ({versions})",
+                f"route '{command.route}' is not defined in this worker's config "
+                f"({_versions(config, command)})",
             )
         if command.action not in route.actions:
             return None, f"route '{command.route}' does not list action '{command.action}'"
     return action, None
+
+
+def _versions(config: PosteeConfig, command: Command) -> str:
+    """Only built for a refusal: this check runs for every command."""
+    return f"this worker runs config {config.version}, the command names {command.config_version}"
 
 
 def version_note(config: PosteeConfig, command: Command) -> dict[str, Any]:
