@@ -1,8 +1,13 @@
 # Postee Streams: the `postee` worker (router + actions + HTTP ingest bridge on :8082).
 #
 #   docker build -t postee-streams .
-#   docker run --rm -e POSTEE_KAFKA=broker:9092 -v "$PWD/cfg.yaml:/config/cfg.yaml:ro" \
-#     -p 8082:8082 postee-streams
+#   docker run --rm --read-only -e POSTEE_KAFKA=broker:9092 \
+#     -v "$PWD/cfg.yaml:/config/cfg.yaml:ro" -p 8082:8082 postee-streams
+#
+# Non-root (uid 10001) with a read-only root filesystem in mind: the only writable places
+# are /data (POSTEE_DATA_DIR, Faust's local state) and /tmp (TMPDIR, exec event files),
+# declared as volumes (emptyDirs in deploy/helm/postee-streams). Probes: GET /livez and
+# /readyz; metrics: GET /metrics.
 #
 # Or everything, Kafka included: `docker-compose up --build` (docker-compose.yml).
 FROM python:3.11-slim
@@ -29,6 +34,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # imported from /app/streams and /app/actions, so /app/schemas is found; the `postee`
 # console script is installed all the same. `--no-deps`: they are installed above.
 COPY schemas/ schemas/
+COPY rego-templates/ rego-templates/
 COPY actions/ actions/
 COPY streams/ streams/
 RUN pip install --no-deps -e . \
@@ -36,17 +42,24 @@ RUN pip install --no-deps -e . \
     && postee --help >/dev/null
 
 # Non-root. /app stays root-owned (read-only code); the worker's working directory is
-# /data, writable by it: Faust keeps its data directory (`<app id>-data/`) under the
-# working directory, and relative paths (REGO_FILTERS_PATH, POSTEE_TEMPLATES_PATH)
-# resolve there too.
+# /data, writable by it. Nothing else is written at run time (PYTHONDONTWRITEBYTECODE):
+# Faust's data directory is POSTEE_DATA_DIR under /data, temporary files go to TMPDIR.
+# Relative paths (REGO_FILTERS_PATH) resolve under /data; the shipped templates are read
+# from /app/rego-templates.
 RUN useradd --system --uid 10001 --user-group --home-dir /data --create-home \
-        --shell /usr/sbin/nologin postee
-USER postee
+        --shell /usr/sbin/nologin postee \
+    && install -d -o postee -g postee -m 0700 /data/state
+USER 10001:10001
 WORKDIR /data
+VOLUME ["/data", "/tmp"]
 
 # Mount your cfg.yaml here, or set POSTEE_CFG.
 ENV POSTEE_CFG=/config/cfg.yaml \
-    POSTEE_HTTP=0.0.0.0:8082
+    POSTEE_HTTP=0.0.0.0:8082 \
+    POSTEE_TEMPLATES_PATH=/app/rego-templates \
+    POSTEE_DATA_DIR=/data/state \
+    TMPDIR=/tmp \
+    HOME=/data
 
 EXPOSE 8082
 

@@ -24,7 +24,7 @@ from streams import router
 from streams.app import PosteeWorker, create_app
 from streams.cli import _load
 from streams.settings import IngestSettings, KafkaSettings, Settings, TopicSettings
-from streams.topics import TopicDeclarer
+from streams.topics import TopicDeclarer, internal_specs
 
 
 def build_worker(cfg: Path, bootstrap: str, prefix: str, loglevel: str) -> faust.Worker:
@@ -39,7 +39,7 @@ def build_worker(cfg: Path, bootstrap: str, prefix: str, loglevel: str) -> faust
     postee_config, matcher, renderer = _load(settings)  # exactly what `postee run` does
     app = create_app(settings, postee_config, matcher, renderer)
     router.install(app)
-    declarer = TopicDeclarer(settings, app.postee_topics.specs())
+    declarer = TopicDeclarer(settings, app.postee_topics.specs() + internal_specs(app))
     return PosteeWorker(app, declarer, loglevel=loglevel)
 
 

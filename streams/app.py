@@ -7,13 +7,14 @@ build apps with their own topic prefixes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import ProducerT
 
+from streams import metrics
 from streams.config import PosteeConfig
 from streams.eval_pool import EvalPool
 from streams.outcomes import Publisher
@@ -22,7 +23,9 @@ from streams.settings import Settings
 from streams.templates import TemplateRenderer
 from streams.topics import Topics
 
-__all__ = ["PosteeApp", "PosteeWorker", "create_app"]
+__all__ = ["PosteeApp", "PosteeWorker", "consumer_lag", "create_app"]
+
+RUNNER_SESSION_TIMEOUT_S = 10.0
 
 
 class IdempotentProducer(aiokafka_driver.Producer):
@@ -49,6 +52,7 @@ class PosteeApp(faust.App):
     engine: EvalPool
     postee_topics: Topics
     publisher: Publisher
+    metrics: metrics.Metrics
 
 
 class PosteeWorker(faust.Worker):
@@ -82,7 +86,14 @@ def create_app(
         # the topics are created (and checked at start) to accept it (topics.py).
         producer_max_request_size=settings.ingest.max_record_bytes,
         consumer_max_fetch_size=settings.ingest.max_record_bytes,
+        # Every topic, Faust's changelogs too, is created at start in one request by
+        # topics.TopicDeclarer (Faust would create them one by one: slow).
+        topic_allow_declare=False,
         broker_commit_interval=settings.kafka.commit_interval_s,
+        # A runner is its group's only member: after a crash (kill -9, a node reboot) its
+        # restart waits for the dead member's session to expire before it gets its topic
+        # back. Heartbeats come from a background task, so a long action does not expire it.
+        broker_session_timeout=RUNNER_SESSION_TIMEOUT_S if settings.runner_name else 60.0,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication,
@@ -96,5 +107,19 @@ def create_app(
     app.matcher = matcher
     app.renderer = renderer or TemplateRenderer({})
     app.postee_topics = Topics(app, settings)
-    app.publisher = Publisher(app.postee_topics, settings.ingest.max_record_bytes)
+    app.metrics = metrics.Metrics()
+    app.metrics.watch_lag(lambda: consumer_lag(app))
+    app.publisher = Publisher(app.postee_topics, settings.ingest.max_record_bytes, app.metrics)
     return app
+
+
+def consumer_lag(app: faust.App) -> Iterator[tuple[str, int]]:
+    """(topic, records behind) for every partition assigned to this worker that it has
+    read from since it started: the partition's high watermark (the offset the next
+    record will get) minus the offset after the last record read."""
+    consumer = app.consumer
+    read_offsets = consumer._read_offset  # type: ignore[attr-defined]
+    for tp in consumer.assignment():
+        highwater, read = consumer.highwater(tp), read_offsets.get(tp)
+        if highwater is not None and read is not None:
+            yield tp.topic, int(highwater) - (int(read) + 1)

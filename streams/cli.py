@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -24,7 +24,7 @@ from streams import config as config_module
 from streams import output_fit, records
 from streams.errors import ConfigError, ConfigErrors
 from streams.rules import RouteMatcher, RouteRule
-from streams.settings import Settings
+from streams.settings import Settings, check_runner_name
 from streams.templates import TemplateRenderer
 from streams.timeparse import parse_time
 
@@ -45,23 +45,30 @@ def _settings(config: str | None, bootstrap: str | None, prefix: str | None) -> 
     return base.with_overrides(**changes)
 
 
-def _fail(errors: list[ConfigError]) -> None:
+def _fail(errors: list[ConfigError]) -> NoReturn:
     for error in errors:
         # Plain text, one line per error: grep-able, never wrapped.
         click.echo(f"error: {error.describe()}", err=True)
     raise SystemExit(2)
 
 
-def _load(
-    settings: Settings,
-) -> tuple[config_module.PosteeConfig, RouteMatcher, TemplateRenderer]:
-    """Load the config, compile routes and templates, or print every error and exit."""
+def _read(settings: Settings, with_routes: bool = True) -> config_module.PosteeConfig:
+    """Load the config, or print every error and exit."""
     try:
-        config = config_module.load(settings.config_path, settings.rego_filters_path)
+        return config_module.load(
+            settings.config_path, settings.rego_filters_path, with_routes=with_routes
+        )
     except ConfigErrors as exc:
         _fail(exc.errors)
     except ConfigError as exc:
         _fail([exc])
+
+
+def _load(
+    settings: Settings,
+) -> tuple[config_module.PosteeConfig, RouteMatcher, TemplateRenderer]:
+    """Load the config, compile routes and templates, or print every error and exit."""
+    config = _read(settings)
     errors = config_module.rule_errors(config)
     try:
         renderer = TemplateRenderer.compile(config.templates, settings.templates_path, config.file)
@@ -99,9 +106,9 @@ def run(
 ) -> None:
     """Run the router, the action agents and the ingest bridge in one worker."""
 
-    from streams import executor, ingest, plugin_agent, router
+    from streams import executor, ingest, logs, plugin_agent, router
     from streams.app import PosteeWorker, create_app
-    from streams.topics import TopicDeclarer
+    from streams.topics import TopicDeclarer, internal_specs
 
     settings = _settings(config, bootstrap, topic_prefix)
     if http or no_ingest:
@@ -118,9 +125,99 @@ def run(
     executor.install(app, pool)
     if settings.ingest.enabled:
         app.web_server(ingest.IngestBridge(app))
-    declarer = TopicDeclarer(settings, app.postee_topics.specs())
-    worker = PosteeWorker(app, declarer, pool, loglevel="debug" if settings.debug else "info")
+    declarer = TopicDeclarer(settings, app.postee_topics.specs() + internal_specs(app))
+    loglevel = "debug" if settings.debug else "info"
+    json_logs = settings.log_format == "json"
+    worker = PosteeWorker(
+        app,
+        declarer,
+        pool,
+        loglevel=loglevel,
+        # JSON: every line one object, so no banner, and print() becomes a log record.
+        logging_config=logs.logging_config(loglevel) if json_logs else None,
+        quiet=json_logs,
+    )
     worker.execute_from_commandline()
+
+
+@main.command("runner")
+@config_option
+@bootstrap_option
+@prefix_option
+@click.option(
+    "--name",
+    required=True,
+    envvar="POSTEE_RUNNER_NAME",
+    help="this runner's name, as in the actions' runs-on [env POSTEE_RUNNER_NAME]",
+)
+def runner_command(
+    config: str | None, bootstrap: str | None, topic_prefix: str | None, name: str
+) -> None:
+    """Run the actions with `runs-on: NAME` here (e.g. on that node); routes are ignored."""
+    from streams import runner
+
+    settings = _settings(config, bootstrap, topic_prefix)
+    try:
+        check_runner_name(name)
+    except ConfigError as exc:
+        _fail([exc])
+    settings = settings.with_overrides(
+        runner_name=name, ingest=replace(settings.ingest, enabled=False)
+    )
+    runner.worker(settings, _read(settings, with_routes=False)).execute_from_commandline()
+
+
+@main.command("runners")
+@bootstrap_option
+@prefix_option
+@click.option("--json", "as_json", is_flag=True, help="print JSON Lines")
+def runners_command(bootstrap: str | None, topic_prefix: str | None, as_json: bool) -> None:
+    """List the runners of a deployment: lag of their commands, members, last outcome."""
+    from streams import runners_admin
+
+    settings = _settings(None, bootstrap, topic_prefix)
+    statuses = asyncio.run(runners_admin.runner_statuses(settings))
+    if as_json:
+        for status in statuses:
+            click.echo(json.dumps(status.as_dict()))
+        return
+    table = Table("runner", "state", "commands", "done", "lag", "last outcome")
+    for s in statuses:
+        last = s.last or {}
+        table.add_row(
+            s.name,
+            f"{s.state} ({s.members} member{'s' if s.members != 1 else ''})",
+            str(s.end_offset),
+            "-" if s.committed is None else str(s.committed),
+            str(s.lag),
+            " ".join(str(last[k]) for k in ("state", "status", "at") if last.get(k)) or "-",
+        )
+    Console().print(table)
+
+
+@main.command()
+@config_option
+@bootstrap_option
+@prefix_option
+@click.option("--http", "http", help="UI host:port [env POSTEE_UI_HTTP, 127.0.0.1:8083]")
+def ui(
+    config: str | None, bootstrap: str | None, topic_prefix: str | None, http: str | None
+) -> None:
+    """Serve the web UI: live events, timelines, the DLQ and replays (README: Web UI)."""
+    from streams.ui import server
+
+    settings = _settings(config, bootstrap, topic_prefix)
+    if http:
+        address = Settings.from_env({"POSTEE_UI_HTTP": http}).ui
+        settings = settings.with_overrides(
+            ui=replace(settings.ui, host=address.host, port=address.port)
+        )
+    postee_config, _, _ = _load(settings)
+    try:
+        server.check_exposure(settings.ui)
+    except ConfigError as exc:
+        _fail([exc])
+    server.run(settings, postee_config)
 
 
 @main.command()
@@ -369,42 +466,13 @@ def timeline(
 
 
 def _show_entries(entries: list[Any], as_json: bool) -> None:
+    from streams.timeline import describe
+
     if as_json:
         for entry in entries:
             click.echo(json.dumps(entry.as_dict(), ensure_ascii=False))
         return
     table = Table("time", "what", "details")
     for entry in entries:
-        table.add_row(entry.at.isoformat(timespec="milliseconds"), entry.kind, _describe(entry))
+        table.add_row(entry.at.isoformat(timespec="milliseconds"), entry.kind, describe(entry))
     Console().print(table)
-
-
-def _describe(entry: Any) -> str:
-    v, h = entry.value if isinstance(entry.value, dict) else {}, entry.headers
-    if entry.kind == "received":
-        where = f"{entry.topic}[{entry.partition}]@{entry.offset}"
-        return f"via {h.get('postee-source', 'kafka')} on {where}"
-    if entry.kind == "replayed":
-        return f"replay {h.get('postee-replay-id', '?')} ({h.get('postee-replay-mode', 'dry-run')})"
-    if entry.kind == "routed":
-        routes = ", ".join(v.get("routes", [])) or "no route matched"
-        extra = "".join(f"; {s['route']}: {s['reason']}" for s in v.get("skipped", []))
-        replay = f" [replay {v['replay_id']}]" if v.get("replay_id") else ""
-        return f"routes: {routes}{extra}{replay}" + (
-            f"; error: {v['error']}" if v.get("error") else ""
-        )
-    if entry.kind == "command":
-        flags = " dry-run" if v.get("dry_run") else ""
-        command = str(v.get("command_id"))[:12]
-        return f"{v.get('type')} {v.get('route')}/{v.get('action')} {command}{flags}"
-    if entry.kind == "outcome":
-        detail = v.get("detail", {})
-        facts = [
-            f"{k}={detail[k]}" for k in ("exit_code", "status_code", "timed_out") if k in detail
-        ]
-        error = f" - {v['error']}" if v.get("error") else ""
-        return (
-            f"{v.get('action')} attempt {v.get('attempt')}: {v.get('status')}"
-            f" {' '.join(facts)} ({v.get('duration_ms')} ms){error}"
-        )
-    return f"{v.get('stage')}: {v.get('reason')}"

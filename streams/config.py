@@ -93,6 +93,8 @@ class Action:
     type: str  #: lower-cased, as upstream compares it case-insensitively
     enable: bool
     params: Mapping[str, Any]  #: every other key, as written (secrets stay `$VAR` references)
+    #: `runs-on`: the runner that executes it (`postee runner --name`); None: the workers.
+    runs_on: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,13 @@ class PosteeConfig:
         return next((r for r in self.routes if r.name == name), None)
 
 
-def load(path: Path, rego_filters_path: Path = Path("rego-filters")) -> PosteeConfig:
-    """Read, validate and type a config file. Raises `ConfigErrors` listing every problem."""
+def load(
+    path: Path, rego_filters_path: Path = Path("rego-filters"), *, with_routes: bool = True
+) -> PosteeConfig:
+    """Read, validate and type a config file. Raises `ConfigErrors` listing every problem.
+
+    `with_routes=False` (a runner: it executes actions and never routes) leaves the routes
+    out, so their Rego files need not exist where the runner runs."""
     text = _read_text(path)
     raw = _without_empty_values(path, _parse_yaml(path, text))
     errors = list(_schema_errors(path, raw))
@@ -120,12 +127,13 @@ def load(path: Path, rego_filters_path: Path = Path("rego-filters")) -> PosteeCo
     _warn_unknown_keys(path, raw)
     actions = _actions(raw)
     templates = {t["name"]: _template(t) for t in raw.get("templates") or []}
-    routes = tuple(_route(r, rego_filters_path) for r in raw.get("routes") or [])
+    routes = tuple(_route(r, rego_filters_path) for r in raw.get("routes") or [] if with_routes)
     config = PosteeConfig(
         file=path,
         routes=routes,
         templates=MappingProxyType(templates),
         actions=MappingProxyType(actions),
+        version=hashlib.sha256(path.read_bytes()).hexdigest()[:12],
     )
     errors = list(_reference_errors(config, raw))
     if errors:
@@ -379,7 +387,7 @@ def _action_list(raw: Mapping[str, Any]) -> Sequence[Any]:
 
 
 def _actions(raw: Mapping[str, Any]) -> dict[str, Action]:
-    common = {"name", "type", "enable"}
+    common = {"name", "type", "enable", "runs-on"}
     return {
         item["name"]: Action(
             name=item["name"],
@@ -387,6 +395,7 @@ def _actions(raw: Mapping[str, Any]) -> dict[str, Action]:
             # Upstream requires `enable: true`; a missing key keeps the action off there too.
             enable=bool(item.get("enable", False)),
             params=MappingProxyType({k: v for k, v in item.items() if k not in common}),
+            runs_on=item.get("runs-on"),
         )
         for item in _action_list(raw)
     }

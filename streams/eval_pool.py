@@ -27,7 +27,7 @@ import pickle
 import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +89,8 @@ class EvalPool(Service):
         self._stopping = False
         self._started_all: asyncio.Future[None] | None = None
         self.replaced = 0  #: processes replaced after a crash or a timeout
+        #: Told of every replacement: "timeout" (we killed it) or "crash" (it died).
+        self.on_replaced: Callable[[str], None] = lambda cause: None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -267,6 +269,7 @@ class EvalPool(Service):
         if self._stopping:
             return
         self.replaced += 1
+        self.on_replaced("timeout" if proc.kill_reason else "crash")
         await self._spawn()
         self._dispatch()
 

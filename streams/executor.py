@@ -42,7 +42,7 @@ from streams.outcomes import manual_acks
 from streams.records import Command, Outcome
 from streams.settings import ActionLimits, Settings
 
-__all__ = ["ActionPool", "install", "run_command"]
+__all__ = ["ActionPool", "install", "run_command", "subscribe"]
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +98,29 @@ def _build(cls: type[Action], limits: ActionLimits, app_id: str) -> Action:
 
 
 def install(app: PosteeApp, pool: ActionPool) -> None:
+    """A worker: one agent per action type, on `<prefix>.actions.<type>`."""
     for kind in actions.REGISTRY:
-        app.agent(
-            app.postee_topics.actions[kind],
-            name=f"execute_{kind}_commands",
-            concurrency=ACTION_CONCURRENCY,
-        )(_agent(app, pool, kind, CommandLedger(app, kind)))
+        topic = app.postee_topics.actions[kind]
+        subscribe(app, pool, topic, f"execute_{kind}_commands", CommandLedger(app, kind), kind)
 
 
-def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -> Any:
+def subscribe(
+    app: PosteeApp,
+    pool: ActionPool,
+    topic: faust.TopicT,
+    name: str,
+    ledger: CommandLedger,
+    kind: str | None = None,
+) -> None:
+    """An agent executing the commands of `topic` with `ledger`: of one action type
+    (`kind`, a worker's type topic) or of any type (`None`, a runner's topic)."""
+    agent = _agent(app, pool, name, ledger, kind)
+    app.agent(topic, name=name, concurrency=ACTION_CONCURRENCY)(agent)
+
+
+def _agent(
+    app: PosteeApp, pool: ActionPool, name: str, ledger: CommandLedger, kind: str | None
+) -> Any:
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)  # acknowledged only once fully handled (see ack_after)
         async for event in manual.events():
@@ -120,17 +134,18 @@ def _agent(app: PosteeApp, pool: ActionPool, kind: str, ledger: CommandLedger) -
                 )
             await manual.ack(event)
 
-    execute_commands.__name__ = execute_commands.__qualname__ = f"execute_{kind}_commands"
+    execute_commands.__name__ = execute_commands.__qualname__ = name
     return execute_commands
 
 
 async def execute_one(
     app: PosteeApp,
     pool: ActionPool,
-    kind: str,
+    kind: str | None,
     event: faust.EventT[bytes],
     ledger: CommandLedger,
 ) -> None:
+    """One command record: from the topic of its type (a worker) or of its runner."""
     publisher = app.publisher
     try:
         command = records.decode_command(event.value)
@@ -139,20 +154,26 @@ async def execute_one(
             publisher.dlq_for(event.value, stage=exc.stage, reason=exc.reason, event=event)
         )
         return
-    spec, refusal = trust.configured_action(app.config, kind, command)
+    runner = app.settings.runner_name
+    spec, refusal = trust.configured_action(app.config, kind or command.type, command, runner)
     if spec is None:
         await _refuse(app, event, command, str(refusal))
         return
     entry = ledger.lookup(command.command_id)
-    if entry is not None and entry["state"] == "finished":
-        await publisher.send(publisher.outcome(_skipped(command, entry)))
+    # A command redriven from the DLQ runs again, once per redrive id, with fresh retries.
+    redrive = records.redrive_id(event.headers)
+    again = redrive is not None and entry is not None and entry.get("redrive_id") != redrive
+    if entry is not None and entry["state"] == "finished" and not again:
+        await publisher.send(publisher.outcome(_skipped(command, entry, runner)))
         return
-    if entry is not None:  # started before, never finished: the worker died mid-run
+    if entry is not None:  # started before, never finished (the worker died), or redriven
         command = replace(command, attempt=int(entry["attempt"]) + 1)
-    ledger.started(command.command_id, command.attempt)
+    ledger.started(command.command_id, command.attempt, redrive)
     command = await _with_event(pool, command)
-    run = await run_command(app, pool.get(kind), spec, command, pool.kill_switch)
-    ledger.finished(command.command_id, run.last.status, run.last.attempt, run.last.finished_at)
+    extra = command.attempt - 1 if again else 0
+    run = await run_command(app, pool.get(command.type), spec, command, pool.kill_switch, extra)
+    last = run.last
+    ledger.finished(command.command_id, last.status, last.attempt, last.finished_at, redrive)
     if run.exhausted:
         await publisher.send(
             publisher.dlq_for(
@@ -165,7 +186,7 @@ async def execute_one(
                 attempts=run.errors,
             )
         )
-    following = command.following()
+    following = None if again else command.following()  # a redrive repeats only this one
     if following is not None:
         # The next step travels like its head did: by reference when its event is large.
         await publisher.send(publisher.command(following))
@@ -188,23 +209,13 @@ async def _refuse(
     app: PosteeApp, event: faust.EventT[bytes], command: Command, reason: str
 ) -> None:
     """A command this worker will not run: a failed outcome, and the record in the DLQ."""
-    log.warning("refused command %s: %s", command.command_id, reason)
-    now = records.utc_now()
-    outcome = Outcome(
-        event_id=command.event_id,
-        command_id=command.command_id,
-        route=command.route,
-        action=command.action,
-        type=command.type,
-        status="failed",
-        attempt=command.attempt,
-        started_at=now,
-        finished_at=now,
-        duration_ms=0.0,
-        detail={"config_version": app.config.version},
+    log.warning("refused command %s: %s", command.command_id, reason, extra=_ids(command))
+    outcome = records.outcome_without_run(
+        command,
+        "failed",
         error=f"refused: {reason}",
-        replay_id=command.replay_id,
-        dry_run=command.dry_run,
+        detail={"config_version": app.config.version},
+        runner=app.settings.runner_name,
     )
     publisher = app.publisher
     await publisher.send(
@@ -219,26 +230,14 @@ async def _refuse(
     )
 
 
-def _skipped(command: Command, entry: dict[str, Any]) -> Outcome:
-    now = records.utc_now()
-    return Outcome(
-        event_id=command.event_id,
-        command_id=command.command_id,
-        route=command.route,
-        action=command.action,
-        type=command.type,
-        status="skipped",
-        attempt=int(entry["attempt"]),
-        started_at=now,
-        finished_at=now,
-        duration_ms=0.0,
-        detail={
-            "reason": "redelivered after it finished",
-            "first_status": entry.get("status"),
-            "first_finished_at": entry.get("finished_at"),
-        },
-        replay_id=command.replay_id,
-        dry_run=command.dry_run,
+def _skipped(command: Command, entry: dict[str, Any], runner: str | None) -> Outcome:
+    detail = {
+        "reason": "redelivered after it finished",
+        "first_status": entry.get("status"),
+        "first_finished_at": entry.get("finished_at"),
+    }
+    return records.outcome_without_run(
+        command, "skipped", detail=detail, attempt=int(entry["attempt"]), runner=runner
     )
 
 
@@ -263,10 +262,12 @@ async def run_command(
     spec: config.Action,
     command: Command,
     kill_switch: asyncio.Event,
+    attempts_before: int = 0,
 ) -> CommandRun:
     """Run every attempt of one command, publishing each outcome. `spec` is the action
-    as this worker's config defines it: the only source of what to run."""
-    max_attempts = _max_attempts(action, spec.params)
+    as this worker's config defines it: the only source of what to run. `attempts_before`
+    attempts of an earlier run (a redrive) do not count against the retries."""
+    max_attempts = _max_attempts(action, spec.params) + attempts_before
     attempt = command.attempt
     errors: list[dict[str, Any]] = []
     note = trust.version_note(app.config, command)
@@ -293,11 +294,14 @@ async def run_command(
             final=final,
             replay_id=command.replay_id,
             dry_run=command.dry_run,
+            runner=app.settings.runner_name,
         )
+        app.metrics.attempt(outcome)
         await app.publisher.send(app.publisher.outcome(outcome))
         if final:
             return CommandRun(outcome, errors, exhausted=result.retry_after_s is not None)
         await asyncio.sleep(result.retry_after_s or 0)  # backoff between attempts, not pacing
+        app.metrics.retry(command.type)
         attempt += 1
 
 
@@ -380,10 +384,20 @@ async def _run_attempt(
     except TimeoutError:
         return _Attempt(ActionResult("failed", error=f"no result within {bound_s:g}s"))
     except Exception as exc:  # a bug in an action must not stop the agent
-        log.exception("action %s failed on command %s", command.action, command.command_id)
+        log.exception(
+            "action %s failed on command %s",
+            command.action,
+            command.command_id,
+            extra=_ids(command),
+        )
         return _Attempt(
             ActionResult("failed", error=f"internal error: {type(exc).__name__}: {exc}")
         )
+
+
+def _ids(command: Command) -> dict[str, str]:
+    """What a log line about a command carries for JSON logs (streams/logs.py)."""
+    return {"event_id": command.event_id, "command_id": command.command_id}
 
 
 def _max_attempts(action: Action, params: Mapping[str, Any]) -> int:

@@ -6,8 +6,13 @@ is not one JSON object gets a 4xx with the reason and nothing is produced.
 
     POST /  and  POST /scan     an event for every route (upstream's endpoints)
     POST /tenant/{route}        an event for that route only (404 for an unknown route)
-    GET  /ping                  liveness
-    GET  /healthz               200 when the broker answers, else 503
+    GET  /ping                  liveness (upstream's)
+    GET  /healthz               200 when the broker answers, else 503 (kept for compatibility)
+    GET  /livez                 200 while the process and its event loop run (answered by the loop)
+    GET  /readyz                200 when the broker answers, this worker's consumer has
+                                partitions assigned and the config is loaded; else 503
+                                naming the failing checks
+    GET  /metrics               Prometheus metrics (streams/metrics.py)
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from streams import records
+from streams import metrics, records
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.outcomes import Message
@@ -45,7 +50,10 @@ class IngestBridge(Service):
         self._runner: web.AppRunner | None = None
 
     def web_app(self) -> web.Application:
-        web_app = web.Application(client_max_size=self.app.settings.ingest.max_body_bytes)
+        web_app = web.Application(
+            client_max_size=self.app.settings.ingest.max_body_bytes,
+            middlewares=[self.app.metrics.middleware()],
+        )
         web_app.add_routes(
             [
                 web.post("/", self.ingest_all),
@@ -53,6 +61,9 @@ class IngestBridge(Service):
                 web.post("/tenant/{route}", self.ingest_tenant),
                 web.get("/ping", self.ping),
                 web.get("/healthz", self.healthz),
+                web.get("/livez", self.livez),
+                web.get("/readyz", self.readyz),
+                web.get("/metrics", self.metrics),
             ]
         )
         return web_app
@@ -95,6 +106,28 @@ class IngestBridge(Service):
         status = 200 if reachable else 503
         return web.json_response({"broker": "ok" if reachable else "unreachable"}, status=status)
 
+    async def livez(self, request: web.Request) -> web.Response:
+        # This handler runs on the worker's event loop: an answer is the proof. It checks
+        # nothing outside the process, so a broker restart never restarts the pod.
+        return web.json_response({"status": "alive"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        checks = {
+            "broker": "ok" if await self._broker_reachable() else "unreachable",
+            "partitions": "ok" if self._partitions_assigned() else "none assigned",
+            "config": "ok" if getattr(self.app, "config", None) is not None else "not loaded",
+        }
+        failing = sorted(name for name, state in checks.items() if state != "ok")
+        body: dict[str, object] = {"status": "ready" if not failing else "not ready", **checks}
+        if failing:
+            body["failing"] = failing
+        return web.json_response(body, status=503 if failing else 200)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.app.metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE}
+        )
+
     # --- internals ----------------------------------------------------------------------
 
     async def _ingest(self, request: web.Request, only_route: str | None) -> web.Response:
@@ -128,9 +161,20 @@ class IngestBridge(Service):
                 self.app.publisher.send(message), self.app.settings.ingest.produce_timeout_s
             )
         except (KafkaError, TimeoutError) as exc:
-            log.warning("event %s not accepted, broker did not acknowledge: %r", event_id, exc)
+            log.warning(
+                "event %s not accepted, broker did not acknowledge: %r",
+                event_id,
+                exc,
+                extra={"event_id": event_id},
+            )
             return _error(503, "the broker did not acknowledge the event; retry later")
         return web.json_response({"id": event_id}, status=202)
+
+    def _partitions_assigned(self) -> bool:
+        try:
+            return bool(self.app.consumer.assignment())
+        except Exception:  # no consumer yet: not ready
+            return False
 
     async def _broker_reachable(self) -> bool:
         try:

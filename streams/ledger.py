@@ -9,6 +9,7 @@ read, and the changelog itself is compacted and deleted after that time.
 A command that finished is skipped on redelivery (`skipped` outcome). One that started
 but never finished (the worker died mid-run) runs again, with the same command id and a
 higher attempt number, so receivers can tell (Idempotency-Key, POSTEE_COMMAND_ID).
+A command redriven from the DLQ runs again once per redrive id, attempts counting on.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ __all__ = ["CommandLedger"]
 
 
 class CommandLedger:
-    def __init__(self, app: PosteeApp, kind: str) -> None:
+    def __init__(self, app: PosteeApp, kind: str, partitions: int | None = None) -> None:
+        """`kind`: an action type (a worker), or "runner": one ledger for every type of a
+        runner; `partitions`: those of the command topic it follows (the app's default)."""
         self.retention_ms = app.settings.actions.done_retention_s * 1000
         schema: faust.Schema[str, Any] = faust.Schema(
             key_serializer="json", value_serializer="json"
         )
         self.table = app.Table(
             f"command-ledger-{kind}",
-            partitions=app.settings.topics.partitions,
+            partitions=partitions or app.settings.topics.partitions,
             schema=schema,
             extra_topic_configs={
                 "cleanup.policy": "compact,delete",
@@ -45,16 +48,29 @@ class CommandLedger:
             return None
         return entry
 
-    def started(self, command_id: str, attempt: int) -> None:
-        self.table[command_id] = {"state": "started", "attempt": attempt, "at_ms": _now_ms()}
+    def started(self, command_id: str, attempt: int, redrive_id: str | None = None) -> None:
+        self.table[command_id] = {
+            "state": "started",
+            "attempt": attempt,
+            "at_ms": _now_ms(),
+            "redrive_id": redrive_id,
+        }
 
-    def finished(self, command_id: str, status: str, attempt: int, finished_at: str) -> None:
+    def finished(
+        self,
+        command_id: str,
+        status: str,
+        attempt: int,
+        finished_at: str,
+        redrive_id: str | None = None,
+    ) -> None:
         self.table[command_id] = {
             "state": "finished",
             "status": status,
             "attempt": attempt,
             "finished_at": finished_at,
             "at_ms": _now_ms(),
+            "redrive_id": redrive_id,
         }
 
 

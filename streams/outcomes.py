@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 
-from streams import records
+from streams import metrics, records
 from streams.plugins import PluginRequest
 from streams.records import Command, DlqRecord, Outcome, Routed
 from streams.topics import Topics
@@ -43,17 +43,27 @@ class Publisher:
     every redelivery). Commands first shed their inline event (it stays on its own
     topic, by reference); whatever still does not fit becomes a DLQ record."""
 
-    def __init__(self, topics: Topics, max_record_bytes: int) -> None:
+    def __init__(
+        self, topics: Topics, max_record_bytes: int, counts: metrics.Metrics | None = None
+    ) -> None:
         self.topics = topics
         self.max_record_bytes = max_record_bytes
+        self.metrics = counts or metrics.Metrics()
 
     def command(self, command: Command) -> Message:
+        """To the runner of the action's `runs-on`, else to the workers of its type."""
+        if command.runs_on:
+            topic = self.topics.runner(command.runs_on)
+        else:
+            topic = self.topics.actions[command.type]
         value = command.to_json()
         too_large = len(value) > self.max_record_bytes
         if too_large and command.event is not None and command.event_ref is not None:
             value = replace(command, event=None).to_json()
+        if len(value) <= self.max_record_bytes:  # else `_within_limit` issues `instead`
+            self.metrics.command(command.type)
         return Message(
-            self.topics.actions[command.type],
+            topic,
             command.event_id,
             value,
             instead=lambda reason: self._unsendable_command(command, reason),
@@ -74,12 +84,15 @@ class Publisher:
         )
 
     def routed(self, routed: Routed) -> Message:
+        self.metrics.routed(routed)
         return Message(self.topics.outcomes, routed.event_id, routed.to_json())
 
     def outcome(self, outcome: Outcome) -> Message:
+        self.metrics.outcome(outcome)
         return Message(self.topics.outcomes, outcome.event_id, outcome.to_json())
 
     def dlq(self, record: DlqRecord) -> Message:
+        self.metrics.dlq(record)
         value = record.to_json()
         if len(value) > self.max_record_bytes and record.topic is not None:
             # The original stays where it is: the record names its topic and offset.
@@ -92,6 +105,7 @@ class Publisher:
 
     async def enqueue(self, *messages: Message) -> list[Awaitable[Any]]:
         """Hand the messages to the producer in order; the acknowledgements to await."""
+        await self.topics.declare_runners(m.topic for m in messages)
         return [
             await m.topic.send(
                 key=m.key.encode("utf-8") if m.key is not None else None,
@@ -123,22 +137,7 @@ class Publisher:
     def _unsendable_command(self, command: Command, reason: str) -> list[Message]:
         """A failed outcome (so the command's story ends) and a DLQ record for a command
         that cannot be written even with its event by reference."""
-        now = records.utc_now()
-        outcome = Outcome(
-            event_id=command.event_id,
-            command_id=command.command_id,
-            route=command.route,
-            action=command.action,
-            type=command.type,
-            status="failed",
-            attempt=command.attempt,
-            started_at=now,
-            finished_at=now,
-            duration_ms=0.0,
-            error=f"not issued: {reason}",
-            replay_id=command.replay_id,
-            dry_run=command.dry_run,
-        )
+        outcome = records.outcome_without_run(command, "failed", error=f"not issued: {reason}")
         ref = command.event_ref
         dlq = DlqRecord.for_bytes(
             None,

@@ -103,6 +103,7 @@ async def _dedupe(app: PosteeApp, state: PluginState, request: PluginRequest) ->
         first_seen=None if passes or entry is None else entry["first_seen"],
         first_event_id=None if passes or entry is None else entry["event_id"],
     )
+    app.metrics.plugin_decision("deduplicated", decision.decision)
     messages = [Message(app.postee_topics.outcomes, decision.event_id, decision.to_json())]
     if passes:
         state.first_seen[request.key] = {
@@ -146,6 +147,7 @@ async def _aggregate(app: PosteeApp, state: PluginState, request: PluginRequest)
         batch_id=batch["batch_id"],
         position=len(batch["commands"]),
     )
+    app.metrics.plugin_decision("aggregated", joined.decision)
     messages = [Message(app.postee_topics.outcomes, joined.event_id, joined.to_json())]
     if full:
         messages.append(app.publisher.command(await _close(app, batch)))

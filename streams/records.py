@@ -35,6 +35,7 @@ __all__ = [
     "HEADER_CONTENT_TYPE",
     "HEADER_EVENT_ID",
     "HEADER_RECEIVED_AT",
+    "HEADER_REDRIVE_ID",
     "HEADER_ROUTE",
     "HEADER_SOURCE",
     "ChainStep",
@@ -44,6 +45,7 @@ __all__ = [
     "IncomingEvent",
     "JsonRecord",
     "Outcome",
+    "Redriven",
     "Routed",
     "command_id",
     "decode_command",
@@ -52,6 +54,7 @@ __all__ = [
     "iso",
     "new_event_id",
     "parse_json_object",
+    "redrive_id",
     "utc_now",
 ]
 
@@ -65,11 +68,18 @@ HEADER_ROUTE = "postee-route"
 HEADER_REPLAY_OF = "postee-replay-of"
 HEADER_REPLAY_ID = "postee-replay-id"
 HEADER_REPLAY_MODE = "postee-replay-mode"
+#: Set on a record re-produced from the DLQ ("redrive"): its id, and the DLQ record's place.
+HEADER_REDRIVE_ID = "postee-redrive-id"
+HEADER_REDRIVE_OF = "postee-redrive-of"
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 #: Deeper JSON than this is refused before it reaches the Rego engine or Python's recursion.
 MAX_JSON_DEPTH = 64
+#: More values than this are refused before the Rego engine sees them: its input
+#: conversion grows faster than linearly with the number of values (a 44,000-key object
+#: held the event loop for minutes), and real Trivy reports stay far below.
+MAX_JSON_VALUES = 20_000
 
 Headers = Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None
 Source = Literal["http", "kafka", "replay"]
@@ -187,8 +197,9 @@ def parse_json_object(raw: bytes, stage: str = "decode") -> dict[str, Any]:
         raise EventError(stage, f"not acceptable JSON: {exc}") from None
     if not isinstance(value, dict):
         raise EventError(stage, f"an event must be a JSON object, got {type(value).__name__}")
-    if _depth_exceeds(value, MAX_JSON_DEPTH):
-        raise EventError(stage, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    problem = _shape_problem(value)
+    if problem:
+        raise EventError(stage, problem)
     return value
 
 
@@ -225,18 +236,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    # Iterative, so hostile nesting cannot hit Python's recursion limit here.
+def _shape_problem(value: Any) -> str | None:
+    """Too deep or too many values; iterative, so hostile nesting cannot hit Python's
+    recursion limit here."""
     stack: list[tuple[Any, int]] = [(value, 1)]
+    count = 0
     while stack:
         item, depth = stack.pop()
-        if depth > limit:
-            return True
+        count += 1
+        if depth > MAX_JSON_DEPTH:
+            return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        if count > MAX_JSON_VALUES:
+            return f"JSON with more than {MAX_JSON_VALUES} values (the rule engine's bound)"
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return False
+    return None
 
 
 def decode_event(
@@ -268,6 +284,11 @@ def decode_event(
         dry_run=replayed and meta.get(HEADER_REPLAY_MODE) != "execute",
         position=position,
     )
+
+
+def redrive_id(headers: Headers) -> str | None:
+    """The redrive id of a record re-produced from the DLQ, None for any other record."""
+    return _header_map(headers).get(HEADER_REDRIVE_ID) or None
 
 
 def _header_map(headers: Headers) -> dict[str, str]:
@@ -326,6 +347,8 @@ class ChainStep(JsonRecord):
     command_id: str
     action: str
     type: str
+    runs_on: str | None = None  #: the step's own runner (None: the workers)
+    template_error: str | None = None  #: why this step cannot run (its own, or the route's)
 
 
 @dataclass(frozen=True)
@@ -357,6 +380,8 @@ class Command(JsonRecord):
     then: tuple[ChainStep, ...] = ()
     #: An aggregated command: the ids of the events its batch gathered, in order.
     batch_event_ids: tuple[str, ...] = ()
+    #: The action's `runs-on`: the runner that executes it; None: the workers.
+    runs_on: str | None = None
 
     @property
     def event_text(self) -> str:
@@ -376,6 +401,8 @@ class Command(JsonRecord):
             command_id=step.command_id,
             action=step.action,
             type=step.type,
+            runs_on=step.runs_on,
+            template_error=step.template_error,
             then=tuple(rest),
             attempt=1,
             issued_at=utc_now(),
@@ -400,6 +427,7 @@ class CommandRef(JsonRecord):
     queued: bool = False  #: waiting for an earlier action of a serialized route
     #: Waiting for a plugin ("dedupe" or "aggregate"): issued, batched or dropped there.
     deferred: str | None = None
+    runs_on: str | None = None  #: the runner that executes it; None: the workers
 
 
 @dataclass(frozen=True)
@@ -440,6 +468,38 @@ class Outcome(JsonRecord):
     final: bool = True  #: False when another attempt follows
     replay_id: str | None = None
     dry_run: bool = False
+    runner: str | None = None  #: the runner that ran it (`postee runner --name`); None: a worker
+
+
+def outcome_without_run(
+    command: Command,
+    status: Status,
+    *,
+    error: str | None = None,
+    detail: dict[str, Any] | None = None,
+    attempt: int | None = None,
+    runner: str | None = None,
+) -> Outcome:
+    """The outcome of a command that did not run (refused, not issued, skipped): it ends
+    the command's story in the timeline."""
+    now = utc_now()
+    return Outcome(
+        event_id=command.event_id,
+        command_id=command.command_id,
+        route=command.route,
+        action=command.action,
+        type=command.type,
+        status=status,
+        attempt=command.attempt if attempt is None else attempt,
+        started_at=now,
+        finished_at=now,
+        duration_ms=0.0,
+        detail=detail or {},
+        error=error,
+        replay_id=command.replay_id,
+        dry_run=command.dry_run,
+        runner=runner,
+    )
 
 
 @dataclass(frozen=True)
@@ -482,6 +542,23 @@ class DlqRecord(JsonRecord):
                 encoding="base64",
                 **where,
             )
+
+
+@dataclass(frozen=True)
+class Redriven(JsonRecord):
+    """A DLQ record put back on its source topic (by `postee ui`'s redrive button)."""
+
+    redrive_id: str
+    event_id: str | None
+    at: str
+    dlq: dict[str, Any]  #: topic, partition, offset of the DLQ record
+    stage: str  #: the DLQ record's stage and reason
+    reason: str
+    to: dict[str, Any]  #: topic, partition, offset of the re-produced record
+    #: True when the bytes and headers were read back from the source record itself;
+    #: False when it had expired and the DLQ record's copy of the bytes was used.
+    from_source: bool
+    kind: str = "redriven"
 
 
 # --- commands we consume --------------------------------------------------------------------

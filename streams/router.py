@@ -15,7 +15,7 @@ import logging
 
 import faust
 
-from streams import evaluator, plugins, records, routing
+from streams import evaluator, metrics, plugins, records, routing
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.eval_pool import EvalPool
@@ -40,6 +40,7 @@ def install(app: PosteeApp) -> None:
     """The router agent, and the evaluator pool it uses (started with the app)."""
     spec = EngineSpec.of(app.config, app.matcher, app.renderer)
     pool = EvalPool(spec, app.settings.engine)
+    pool.on_replaced = app.metrics.evaluator_restart
     app.add_dependency(pool)
     app.engine = pool
 
@@ -76,6 +77,7 @@ async def _publish(
         task.add_done_callback(lambda _: in_flight.release())
 
 
+@metrics.timed_routing
 async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]:
     """What one record yields; every failure becomes a record, the loop never dies."""
     raw: bytes | None = event.value
@@ -98,7 +100,9 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]
         at_ms = plugins.event_time_ms(incoming, int(event.message.timestamp * 1000))
         decision = routing.decide(incoming, app.config, evaluation, at_ms)
     except Exception as exc:  # a bug must not stop the stream: record it and go on
-        log.exception("routing event %s failed", incoming.event_id)
+        log.exception(
+            "routing event %s failed", incoming.event_id, extra={"event_id": incoming.event_id}
+        )
         return _route_failure(app, event, incoming, f"internal error: {type(exc).__name__}: {exc}")
     return [
         publisher.routed(decision.routed),
@@ -134,6 +138,7 @@ def _route_failure(
         at=records.utc_now(),
         error=reason,
         replay_id=incoming.replay_id,
+        config_version=app.config.version,
     )
     publisher = app.publisher
     return [

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from actions.substitution import substitute
 from streams import records
-from streams.config import PosteeConfig, Route
+from streams.config import Action, PosteeConfig, Route
 from streams.evaluator import Evaluation
 from streams.plugins import PluginRequest, aggregation_requests, dedupe_key
 from streams.records import ChainStep, Command, CommandRef, IncomingEvent, Routed
+from streams.settings import RUNNER_NAME
 
 __all__ = ["Decision", "decide"]
 
@@ -65,6 +67,7 @@ def decide(
                 c.type,
                 queued=route.serialize_actions and i > 0,
                 deferred=plugin,
+                runs_on=c.runs_on,
             )
             for i, c in enumerate(chain)
         )
@@ -143,6 +146,7 @@ def _route_commands(
         action = config.actions[name]
         if not action.enable:
             continue
+        runs_on, unplaced = _runner_of(action, event.payload)
         commands.append(
             Command(
                 command_id=records.command_id(
@@ -157,16 +161,30 @@ def _route_commands(
                 event_ref=event.ref,
                 issued_at=now,
                 template=rendered[0],
-                template_error=rendered[1],
+                template_error=rendered[1] or unplaced,
                 replay=event.replay_id is not None,
                 replay_id=event.replay_id,
                 dry_run=event.dry_run,
+                runs_on=runs_on,
             )
         )
     return commands
 
 
+def _runner_of(action: Action, payload: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the runner of the action's `runs-on`, or why the event names none). A runner named
+    by the event (`runs-on: event.input.<path>`, e.g. the node an alert came from) must be
+    a valid runner name; otherwise the command fails in a worker and runs nowhere."""
+    if action.runs_on is None or not action.runs_on.startswith("event.input."):
+        return action.runs_on, None
+    name = substitute(action.runs_on, payload).text
+    if RUNNER_NAME.fullmatch(name):
+        return name, None
+    return None, f"runs-on '{action.runs_on}': the event names no runner (got {name[:100]!r})"
+
+
 def _chained(chain: list[Command]) -> Command:
     """The first command, naming the others in order."""
     first, *rest = chain
-    return replace(first, then=tuple(ChainStep(c.command_id, c.action, c.type) for c in rest))
+    steps = (ChainStep(c.command_id, c.action, c.type, c.runs_on, c.template_error) for c in rest)
+    return replace(first, then=tuple(steps))

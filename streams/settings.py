@@ -8,6 +8,7 @@ anything connects to Kafka. The Postee routing config (cfg.yaml) is separate: `c
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,12 +17,16 @@ from pathlib import Path
 from streams.errors import ConfigError
 
 __all__ = [
+    "RUNNER_NAME",
     "ActionLimits",
     "EngineSettings",
     "IngestSettings",
     "KafkaSettings",
     "Settings",
     "TopicSettings",
+    "UiSettings",
+    "check_runner_name",
+    "runner_app_id",
 ]
 
 DAY_S = 24 * 3600
@@ -127,6 +132,29 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    host: str = "127.0.0.1"
+    port: int = 8083
+    """From `POSTEE_UI_HTTP` (`host:port`): where `postee ui` listens."""
+    token: str | None = field(default=None, repr=False)
+    """When set, every page and API call needs `Authorization: Bearer <token>` or the
+    session cookie that the login form sets from the same secret (`POSTEE_UI_TOKEN`).
+    Required on any address that is not loopback."""
+    tls_cert: Path | None = None
+    """With `tls_key`, serve HTTPS instead of HTTP (`POSTEE_UI_TLS_CERT`)."""
+    tls_key: Path | None = None
+    """The certificate's private key (`POSTEE_UI_TLS_KEY`)."""
+    window_s: int = DAY_S
+    """How far back the in-memory index of the lists reaches (`POSTEE_UI_WINDOW_S`)."""
+    max_events: int = 20_000
+    """At most this many events in the index; the oldest go first (`POSTEE_UI_MAX_EVENTS`)."""
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+
+@dataclass(frozen=True)
 class Settings:
     config_path: Path = Path("cfg.yaml")
     """The Postee config (`POSTEE_CFG`)."""
@@ -136,16 +164,24 @@ class Settings:
     """Where template `rego-package`s are looked up (`POSTEE_TEMPLATES_PATH`)."""
     debug: bool = False
     """Verbose logging (`POSTEE_DEBUG`)."""
+    log_format: str = "text"
+    """`text` (Faust's lines) or `json` (one object per line) (`POSTEE_LOG_FORMAT`)."""
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     actions: ActionLimits = field(default_factory=ActionLimits)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    runner_name: str | None = None
+    """Set by `postee runner --name` (or `POSTEE_RUNNER_NAME`): this process is that runner."""
+    ui: UiSettings = field(default_factory=UiSettings)
 
     @property
     def app_id(self) -> str:
         """Consumer group and changelog prefix: follows the topic prefix, so two prefixes
-        on one broker share nothing and workers with one prefix form one group."""
+        on one broker share nothing and workers with one prefix form one group. A runner
+        has a group (and ledger) of its own: `<prefix>-runner-<name>`."""
+        if self.runner_name:
+            return runner_app_id(self.topics.prefix, self.runner_name)
         return f"{self.topics.prefix}-streams"
 
     @classmethod
@@ -157,6 +193,7 @@ class Settings:
             rego_filters_path=env.path("REGO_FILTERS_PATH", cls.rego_filters_path),
             templates_path=env.path("POSTEE_TEMPLATES_PATH", cls.templates_path),
             debug=env.flag("POSTEE_DEBUG", False),
+            log_format=env.choice("POSTEE_LOG_FORMAT", ("text", "json"), "text"),
             kafka=KafkaSettings(
                 bootstrap=env.text("POSTEE_KAFKA", KafkaSettings.bootstrap),
                 store=env.text("POSTEE_STORE", KafkaSettings.store),
@@ -203,10 +240,30 @@ class Settings:
                     "POSTEE_MAX_STRING_BYTES", EngineSettings.max_string_bytes
                 ),
             ),
+            ui=_ui(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+#: What `runs-on` and `postee runner --name` accept (also in schemas/config.schema.json):
+#: it becomes part of topic names, which Kafka limits to these characters and 249 of them.
+RUNNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def runner_app_id(prefix: str, runner: str) -> str:
+    """The Faust app id, consumer group and changelog prefix of runner `runner`."""
+    return f"{prefix}-runner-{runner}"
+
+
+def check_runner_name(name: str) -> str:
+    if not RUNNER_NAME.fullmatch(name):
+        raise ConfigError(
+            f"a runner name takes letters, digits, '.', '_', '-' (at most 100): {name!r}",
+            key="POSTEE_RUNNER_NAME",
+        )
+    return name
 
 
 def _ingest(env: _Env, host: str, port: int) -> IngestSettings:
@@ -233,6 +290,25 @@ def _ingest(env: _Env, host: str, port: int) -> IngestSettings:
     )
 
 
+def _ui(env: _Env) -> UiSettings:
+    host, port = env.host_port("POSTEE_UI_HTTP", UiSettings.host, UiSettings.port)
+    cert, key = env.text("POSTEE_UI_TLS_CERT", ""), env.text("POSTEE_UI_TLS_KEY", "")
+    if bool(cert) != bool(key):
+        raise ConfigError(
+            "HTTPS needs both a certificate and its key",
+            key="POSTEE_UI_TLS_KEY" if cert else "POSTEE_UI_TLS_CERT",
+        )
+    return UiSettings(
+        host=host,
+        port=port,
+        token=env.text("POSTEE_UI_TOKEN", "") or None,
+        tls_cert=Path(cert) if cert else None,
+        tls_key=Path(key) if key else None,
+        window_s=env.positive_int("POSTEE_UI_WINDOW_S", UiSettings.window_s),
+        max_events=env.positive_int("POSTEE_UI_MAX_EVENTS", UiSettings.max_events),
+    )
+
+
 class _Env:
     """Typed reads of environment variables; a bad value names the variable."""
 
@@ -256,6 +332,12 @@ class _Env:
         if value in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"expected a boolean (1/0, true/false), got {value!r}", key=name)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self._environ.get(name, "").strip().lower() or default
+        if value not in choices:
+            raise ConfigError(f"expected one of {', '.join(choices)}, got {value!r}", key=name)
+        return value
 
     def positive_int(self, name: str, default: int) -> int:
         value = self._environ.get(name, "").strip()

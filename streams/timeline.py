@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
@@ -23,7 +24,7 @@ from streams import records
 from streams.settings import Settings
 from streams.topics import ACTION_TYPES
 
-__all__ = ["Entry", "WindowRow", "event_timeline", "window_timeline"]
+__all__ = ["Entry", "WindowRow", "describe", "event_timeline", "read_at", "window_timeline"]
 
 #: How far before an event's id time its first record may sit (clock skew, batching).
 SEEK_SLACK = timedelta(minutes=1)
@@ -52,34 +53,105 @@ class Entry:
         }
 
 
-async def event_timeline(settings: Settings, event_id: str) -> list[Entry]:
+async def event_timeline(
+    settings: Settings, event_id: str, until: datetime | None = None
+) -> list[Entry]:
+    """Every record of the event, in order. Without `until` each partition is read from
+    the event's time to its end. A caller that knows when the event's latest record was
+    written (the UI's index) passes it as `until`: each partition is then read to a minute
+    after it, and again over its last minute, which is complete as long as the caller is
+    less than a minute behind the topics."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
+        # A snapshot of every topic's partitions: once partitions are assigned, the
+        # consumer's own metadata covers only those.
+        cluster = await consumer._client.fetch_all_metadata()
         entries = []
         since = records.event_time(event_id)
         positional = _positional(event_id)
         if positional is not None:
-            record = await _read_at(consumer, *positional)
+            record = await read_at(consumer, *positional)
             if record is not None:
                 entries.append(_entry(record, "received"))
                 since = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-        since_ms = int((since - SEEK_SLACK).timestamp() * 1000) if since else 0
+        since_ms = _ms(since - SEEK_SLACK) if since else 0
         name = settings.topics.name
         topics = [name("events"), name("replay"), name("outcomes"), name("dlq")]
         topics += [name(f"actions.{kind}") for kind in ACTION_TYPES]
-        tps = [tp for t in topics if (tp := _partition_of(consumer, t, event_id)) is not None]
-        found = await _read(consumer, tps, since_ms, lambda r: r.key == event_id.encode())
+        tps = [tp for t in topics if (tp := _partition_of(cluster, t, event_id)) is not None]
+        key = event_id.encode()
+        stop_ms = None if until is None else _ms(until + SEEK_SLACK)
+        tail_ms = _ms(datetime.now(UTC) - SEEK_SLACK)
+
+        def mine(record: ConsumerRecord[bytes, bytes]) -> bool:
+            return bool(record.key == key)
+
+        found = await _read(consumer, tps, since_ms, mine, stop_ms=stop_ms, tail_ms=tail_ms)
         entries += [_entry(r, _kind(r.topic, r)) for r in found]
+        # Commands of runners wait in their runners' topics, named by the routed records.
+        runners = [name(f"runner.{r}") for r in sorted(_runners(entries))]
+        tps = [tp for t in runners if (tp := _partition_of(cluster, t, event_id)) is not None]
+        found = await _read(consumer, tps, since_ms, mine, stop_ms=stop_ms, tail_ms=tail_ms)
+        entries += [_entry(r, "command") for r in found]
+        entries += _pending(entries)
         return sorted(entries, key=lambda e: (e.at, _ORDER.get(e.kind, 9), e.offset))
     finally:
         await consumer.stop()
 
 
-_ORDER = {"received": 0, "replayed": 1, "routed": 2, "command": 3, "outcome": 4, "dlq": 5}
+_ORDER = {
+    "received": 0,
+    "replayed": 1,
+    "redriven": 2,
+    "routed": 3,
+    "command": 4,
+    "outcome": 5,
+    "dlq": 6,
+    "pending": 7,
+}
+
+
+def _runners(entries: list[Entry]) -> set[str]:
+    return {
+        str(ref["runs_on"])
+        for e in entries
+        if e.kind == "routed" and isinstance(e.value, dict)
+        for ref in e.value.get("commands", [])
+        if isinstance(ref, dict) and ref.get("runs_on")
+    }
+
+
+def _pending(entries: list[Entry]) -> list[Entry]:
+    """One entry per routed command with no final outcome yet, naming where it waits: a
+    runner (that may be down: its commands wait on the broker) or the workers."""
+    finished = {
+        e.value.get("command_id")
+        for e in entries
+        if e.kind == "outcome" and isinstance(e.value, dict) and e.value.get("final", True)
+    }
+    now = datetime.now(UTC)
+    waiting = []
+    for e in entries:
+        refs = (
+            e.value.get("commands", []) if e.kind == "routed" and isinstance(e.value, dict) else []
+        )
+        for ref in refs:
+            if ref.get("command_id") in finished or ref.get("deferred"):
+                continue
+            runner = ref.get("runs_on")
+            where = f"runner {runner}" if runner else "a worker"
+            value = {**ref, "waiting_for": where}
+            waiting.append(Entry(now, e.topic, e.partition, e.offset, "pending", value))
+    return waiting
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def _positional(event_id: str) -> tuple[str, int, int] | None:
@@ -90,15 +162,15 @@ def _positional(event_id: str) -> tuple[str, int, int] | None:
     return None
 
 
-def _partition_of(consumer: AIOKafkaConsumer, topic: str, key: str) -> TopicPartition | None:
-    partitions = consumer.partitions_for_topic(topic)
+def _partition_of(cluster: ClusterMetadata, topic: str, key: str) -> TopicPartition | None:
+    partitions = cluster.partitions_for_topic(topic)
     if not partitions:
         return None
     ordered = sorted(partitions)
     return TopicPartition(topic, _partitioner(key.encode(), ordered, ordered))
 
 
-async def _read_at(
+async def read_at(
     consumer: AIOKafkaConsumer, topic: str, partition: int, offset: int
 ) -> ConsumerRecord[bytes, bytes] | None:
     tp = TopicPartition(topic, partition)
@@ -122,33 +194,66 @@ async def _read(
     since_ms: int,
     keep: Callable[[ConsumerRecord[bytes, bytes]], bool],
     until_ms: int | None = None,
+    stop_ms: int | None = None,
+    tail_ms: int | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Records that `keep` selects, from `since_ms` to the end each partition has now.
+    """Records that `keep` selects (written by `until_ms` when given), from `since_ms` to
+    the end each partition has now; with `stop_ms`, only to the first record written after
+    it, and again from `tail_ms` on.
 
-    All partitions are assigned at once: re-assigning one by one stalls aiokafka's fetcher.
+    Every offset is looked up before the first fetch (an offsets request sent while a fetch
+    is in flight waits for it), and all partitions are assigned at once (re-assigning one
+    by one stalls aiokafka's fetcher).
     """
     ends = await consumer.end_offsets(tps)
-    starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-    todo = {tp: ends[tp] for tp in tps if starts[tp] is not None and starts[tp].offset < ends[tp]}
+    starts = await _offsets(consumer, tps, since_ms, ends)
+    ranges = {tp: [(starts[tp], ends[tp])] for tp in tps}
+    if stop_ms is not None:
+        stops = await _offsets(consumer, tps, stop_ms, ends)
+        tails = ends if tail_ms is None else await _offsets(consumer, tps, tail_ms, ends)
+        ranges = {
+            tp: [(starts[tp], stops[tp]), (max(tails[tp], stops[tp]), ends[tp])] for tp in tps
+        }
+    todo = {tp: [(a, b) for a, b in spans if a < b] for tp, spans in ranges.items()}
+    todo = {tp: spans for tp, spans in todo.items() if spans}
     if not todo:
         return []
     consumer.assign(list(todo))
-    for tp in todo:
-        consumer.seek(tp, starts[tp].offset)
+    for tp, spans in todo.items():
+        consumer.seek(tp, spans[0][0])
     found = []
     while todo:
         batch = await consumer.getmany(*todo, timeout_ms=2000, max_records=1000)
         if not batch:
             break
         for tp, messages in batch.items():
+            if tp not in todo:
+                continue
+            first, stop = todo[tp][0]
             for message in messages:
-                if message.offset >= todo.get(tp, 0):
+                if message.offset >= stop:
                     break
-                if keep(message) and (until_ms is None or message.timestamp <= until_ms):
+                written = until_ms is None or message.timestamp <= until_ms
+                if message.offset >= first and written and keep(message):
                     found.append(message)
-            if messages and messages[-1].offset + 1 >= todo.get(tp, 0):
-                todo.pop(tp, None)
+            if messages and messages[-1].offset + 1 >= stop:
+                todo[tp].pop(0)
+                if todo[tp]:
+                    consumer.seek(tp, todo[tp][0][0])
+                else:
+                    del todo[tp]
     return found
+
+
+async def _offsets(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    at_ms: int,
+    ends: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Per partition, the first offset written at or after `at_ms` (the end if none)."""
+    found = await consumer.offsets_for_times({tp: at_ms for tp in tps})
+    return {tp: found[tp].offset if found[tp] is not None else ends[tp] for tp in tps}
 
 
 def _kind(topic: str, record: ConsumerRecord[bytes, bytes]) -> str:
@@ -180,6 +285,55 @@ def _json(raw: bytes | None) -> Any:
         return json.loads(raw or b"null")
     except ValueError:
         return {"undecodable": (raw or b"")[:200].decode("utf-8", "replace")}
+
+
+# --- describing entries ---
+
+
+def describe(entry: Entry) -> str:
+    """One line about a timeline entry (`postee timeline` and the UI's timeline page)."""
+    v, h = entry.value if isinstance(entry.value, dict) else {}, entry.headers
+    if entry.kind == "received":
+        where = f"{entry.topic}[{entry.partition}]@{entry.offset}"
+        return f"via {h.get('postee-source', 'kafka')} on {where}"
+    if entry.kind == "replayed":
+        return f"replay {h.get('postee-replay-id', '?')} ({h.get('postee-replay-mode', 'dry-run')})"
+    if entry.kind == "routed":
+        routes = ", ".join(v.get("routes", [])) or "no route matched"
+        extra = "".join(f"; {s['route']}: {s['reason']}" for s in v.get("skipped", []))
+        replay = f" [replay {v['replay_id']}]" if v.get("replay_id") else ""
+        error = f"; error: {v['error']}" if v.get("error") else ""
+        version = f" (config {v['config_version']})" if v.get("config_version") else ""
+        return f"routes: {routes}{extra}{replay}{error}{version}"
+    if entry.kind in ("deduplicated", "aggregated"):
+        return f"{entry.kind} on route {v.get('route')}: {v.get('decision')} (key {v.get('key')})"
+    if entry.kind == "command":
+        flags = " dry-run" if v.get("dry_run") else ""
+        flags += f" for runner {v['runs_on']}" if v.get("runs_on") else ""
+        command = str(v.get("command_id"))[:12]
+        return f"{v.get('type')} {v.get('route')}/{v.get('action')} {command}{flags}"
+    if entry.kind == "pending":
+        after = ", after the earlier actions of its route" if v.get("queued") else ""
+        command = str(v.get("command_id"))[:12]
+        return (
+            f"{v.get('type')} {v.get('route')}/{v.get('action')} {command}: "
+            f"waiting for {v.get('waiting_for')}{after}"
+        )
+    if entry.kind == "outcome":
+        detail = v.get("detail", {})
+        facts = [
+            f"{k}={detail[k]}" for k in ("exit_code", "status_code", "timed_out") if k in detail
+        ]
+        error = f" - {v['error']}" if v.get("error") else ""
+        error += f" (on runner {v['runner']})" if v.get("runner") else ""
+        return (
+            f"{v.get('action')} attempt {v.get('attempt')}: {v.get('status')}"
+            f" {' '.join(facts)} ({v.get('duration_ms')} ms){error}"
+        )
+    if entry.kind == "redriven":
+        to = v.get("to", {})
+        return f"redriven to {to.get('topic')}[{to.get('partition')}]@{to.get('offset')}"
+    return f"{v.get('stage')}: {v.get('reason')}"
 
 
 # --- a time window ------------------------------------------------------------------------

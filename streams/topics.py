@@ -8,38 +8,61 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from mode import Service
+from mode.utils.times import want_seconds
 
 import actions
 from streams.errors import ConfigError
 from streams.settings import RECORD_ENVELOPE_BYTES, Settings
 
-__all__ = ["TopicDeclarer", "Topics"]
+__all__ = [
+    "RUNNER_PARTITIONS",
+    "TopicDeclarer",
+    "TopicSpec",
+    "Topics",
+    "internal_specs",
+    "runner_topic_name",
+]
 
 log = logging.getLogger(__name__)
 
 #: One command topic per action type the registry knows.
 ACTION_TYPES = tuple(actions.REGISTRY)
+#: One partition per runner topic: one runner reads it, in order (README, "Runners").
+RUNNER_PARTITIONS = 1
+
+
+def runner_topic_name(settings: Settings, runner: str) -> str:
+    """Where the commands of the actions with `runs-on: <runner>` wait for that runner."""
+    return settings.topics.name(f"runner.{runner}")
 
 
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
-    retention_s: int
+    retention_s: int | None
+    config: Mapping[str, str] = field(default_factory=dict)
+    #: Faust's own (changelogs, the leader topic): created with ours, checked by Faust.
+    internal: bool = False
 
 
 class Topics:
     """The Faust topic objects of one deployment (one topic prefix)."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
         self.settings = settings
+        self._runners: dict[str, faust.TopicT] = {}
+        #: Runner topic names not yet created by this process, and their runner names.
+        self._undeclared: dict[str, str] = {}
         name = settings.topics.name
         self.events = self._raw(app, name("events"))
         self.replay = self._raw(app, name("replay"))
@@ -68,6 +91,37 @@ class Topics:
             value_serializer="raw",
         )
 
+    def runner(self, name: str) -> faust.TopicT:
+        """The command topic of runner `name`, made on first use (see `declare_runners`)."""
+        if name not in self._runners:
+            topic_name = runner_topic_name(self.settings, name)
+            self._runners[name] = self._raw(self.app, topic_name)
+            self._undeclared[topic_name] = name
+        return self._runners[name]
+
+    def runner_spec(self, name: str) -> TopicSpec:
+        return TopicSpec(
+            runner_topic_name(self.settings, name),
+            RUNNER_PARTITIONS,
+            self.settings.topics.actions_retention_s,
+        )
+
+    async def declare_runners(self, topics: Iterable[faust.TopicT]) -> None:
+        """Create the runner topics among `topics` that this process has not yet seen:
+        commands for a runner that never started must wait on the broker for it, with our
+        retention (and on brokers that do not create topics on first write)."""
+        if not self._undeclared:
+            return
+        todo = {
+            n: self._undeclared[n] for t in topics if (n := t.get_topic_name()) in self._undeclared
+        }
+        if todo:
+            await declare_topics(
+                self.settings, [self.runner_spec(r) for r in sorted(todo.values())]
+            )
+            for name in todo:
+                self._undeclared.pop(name, None)
+
     def specs(self) -> list[TopicSpec]:
         t = self.settings.topics
         long, short = t.events_retention_s, t.actions_retention_s
@@ -80,6 +134,25 @@ class Topics:
         specs += [TopicSpec(t.name(f"actions.{k}"), t.partitions, short) for k in ACTION_TYPES]
         specs.append(TopicSpec(t.name("plugins"), t.partitions, short))
         return specs
+
+
+def internal_specs(app: faust.App) -> list[TopicSpec]:
+    """Faust's own topics: the table changelogs and the leader topic, with the settings
+    Faust would give them. We create them with ours in one request, and the app is built
+    with `topic_allow_declare=False`: Faust creates them one at a time, each followed by a
+    metadata refresh, which took 40 s at start with a ledger table per action type."""
+    specs = [TopicSpec(f"{app.conf.id}-__assignor-__leader", 1, None, internal=True)]
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        flags = {"compact"} if topic.compacting else set()
+        flags |= {"delete"} if topic.deleting else set()
+        config = {"cleanup.policy": ",".join(sorted(flags))} if flags else {}
+        if topic.retention:
+            config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        config |= {k: str(v) for k, v in (topic.config or {}).items()}
+        partitions = topic.partitions or app.conf.topic_partitions
+        specs.append(TopicSpec(topic.get_topic_name(), partitions, None, config, internal=True))
+    return specs
 
 
 class TopicDeclarer(Service):
@@ -110,7 +183,8 @@ async def declare_topics(settings: Settings, specs: list[TopicSpec]) -> None:
                 num_partitions=s.partitions,
                 replication_factor=settings.topics.replication,
                 topic_configs={
-                    "retention.ms": str(s.retention_s * 1000),
+                    **({"retention.ms": str(s.retention_s * 1000)} if s.retention_s else {}),
+                    **s.config,
                     "max.message.bytes": str(record_bytes),
                 },
             )
@@ -122,7 +196,8 @@ async def declare_topics(settings: Settings, specs: list[TopicSpec]) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             log.info("created topics: %s", ", ".join(t.name for t in missing))
-        await _check_record_limits(admin, [s.name for s in specs], record_bytes)
+        ours = [s.name for s in specs if not s.internal]
+        await _check_record_limits(admin, ours, record_bytes)
     finally:
         await admin.close()
 

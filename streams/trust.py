@@ -20,17 +20,20 @@ __all__ = ["configured_action", "version_note"]
 
 
 def configured_action(
-    config: PosteeConfig, kind: str, command: Command
+    config: PosteeConfig, kind: str, command: Command, runner: str | None = None
 ) -> tuple[Action | None, str | None]:
-    """(the action to run, None) or (None, why the command is refused)."""
-    versions = (
-        f"this worker runs config {config.version}, the command names {command.config_version}"
-    )
+    """(the action to run, None) or (None, why the command is refused). `runner` is the
+    name of the runner executing (None: a worker)."""
     action = config.actions.get(command.action)
+    if runner is not None and (action is None or action.type != command.type):
+        return None, (
+            f"runner '{runner}' has no {command.type} action '{command.action}' in {config.file}"
+        )
     if action is None:
         return (
             None,
-            f"action '{command.action}' is not defined in this worker's config ({versions})",
+            f"action '{command.action}' is not defined in this worker's config "
+            f"({_versions(config, command)})",
         )
     if action.type != kind or command.type != kind:
         return None, (
@@ -39,17 +42,25 @@ def configured_action(
         )
     if not action.enable:
         return None, f"action '{command.action}' is not enabled in this worker's config"
+    if runner is None and action.runs_on and command.template_error is None:
+        return None, f"action '{command.action}' runs on a runner (runs-on: {action.runs_on})"
     # A config with no routes is a runner's: it holds only the actions it runs.
     if config.routes:
         route = config.route(command.route)
         if route is None:
             return (
                 None,
-                f"route '{command.route}' is not defined in this worker's config ({versions})",
+                f"route '{command.route}' is not defined in this worker's config "
+                f"({_versions(config, command)})",
             )
         if command.action not in route.actions:
             return None, f"route '{command.route}' does not list action '{command.action}'"
     return action, None
+
+
+def _versions(config: PosteeConfig, command: Command) -> str:
+    """Only built for a refusal: this check runs for every command."""
+    return f"this worker runs config {config.version}, the command names {command.config_version}"
 
 
 def version_note(config: PosteeConfig, command: Command) -> dict[str, Any]:

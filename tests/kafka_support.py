@@ -25,6 +25,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 #: How long any wait for a record or a service may take before the test fails.
 DEADLINE_S = 45.0
+#: How long a worker or runner may take to start (topics, group join) on a loaded machine.
+STARTUP_DEADLINE_S = 90.0
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,6 +88,11 @@ def value(message: Any) -> Any:
     return json.loads(message.value)
 
 
+def outcomes_of(event_id: str) -> Callable[[Any], bool]:
+    """Selects the outcome records (every attempt) of one event."""
+    return lambda m: value(m)["kind"] == "outcome" and value(m)["event_id"] == event_id
+
+
 async def open_reader(bootstrap: str, topic: str) -> TopicReader:
     consumer = AIOKafkaConsumer(
         topic,
@@ -99,17 +106,43 @@ async def open_reader(bootstrap: str, topic: str) -> TopicReader:
     return TopicReader(consumer)
 
 
-async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key)
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
 
 
+class Process:
+    """A `postee` process started by a test, logging to `log_path`."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM, and its exit status (killed if it does not stop within 30 s)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+
 @dataclass
-class Worker:
+class Worker(Process):
     """A `postee run` process with its own topic prefix and port."""
 
     process: subprocess.Popen[bytes]
@@ -139,17 +172,12 @@ class Worker:
     def topic(self, suffix: str) -> str:
         return f"{self.prefix}.{suffix}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
+def post_event(worker: Worker, event: dict[str, Any]) -> str:
+    """POST an event to the worker's bridge; its id."""
+    response = httpx.post(worker.base_url + "/", json=event, timeout=10)
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
 
 
 def start_worker(
@@ -159,34 +187,70 @@ def start_worker(
     label: str,
     extra_env: dict[str, str] | None = None,
     prefix: str | None = None,
+    startup_deadline_s: float = STARTUP_DEADLINE_S,
+) -> Worker:
+    return _start(
+        "run",
+        "POSTEE_HTTP",
+        bootstrap,
+        config,
+        log_dir,
+        label,
+        extra_env,
+        prefix,
+        startup_deadline_s,
+    )
+
+
+def start_ui(
+    bootstrap: str,
+    config: Path,
+    log_dir: Path,
+    prefix: str,
+    extra_env: dict[str, str] | None = None,
+) -> Worker:
+    """A `postee ui` process on the prefix of a worker; healthy once its index caught up."""
+    return _start("ui", "POSTEE_UI_HTTP", bootstrap, config, log_dir, "ui", extra_env, prefix)
+
+
+def _start(
+    command: str,
+    address_variable: str,
+    bootstrap: str,
+    config: Path,
+    log_dir: Path,
+    label: str,
+    extra_env: dict[str, str] | None,
+    prefix: str | None,
+    startup_deadline_s: float = STARTUP_DEADLINE_S,
 ) -> Worker:
     port = free_port()
     prefix = prefix or unique_prefix(label)
-    log_path = log_dir / f"worker-{prefix}-{port}.log"
+    log_path = log_dir / f"{command}-{prefix}-{port}.log"
     env = {
         **os.environ,
         "POSTEE_KAFKA": bootstrap,
         "POSTEE_CFG": str(config),
         "POSTEE_TOPIC_PREFIX": prefix,
-        "POSTEE_HTTP": f"127.0.0.1:{port}",
+        address_variable: f"127.0.0.1:{port}",
         "POSTEE_PARTITIONS": "2",
         **(extra_env or {}),
     }
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams", "run"],
+            [sys.executable, "-m", "streams", command],
             cwd=REPO,
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
     worker = Worker(process, prefix, f"http://127.0.0.1:{port}", log_path, bootstrap, config)
-    _wait_healthy(worker)
+    _wait_healthy(worker, startup_deadline_s)
     return worker
 
 
-def _wait_healthy(worker: Worker) -> None:
-    end = time.monotonic() + DEADLINE_S
+def _wait_healthy(worker: Worker, deadline_s: float = STARTUP_DEADLINE_S) -> None:
+    end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if worker.process.poll() is not None:
             raise AssertionError(f"worker exited with {worker.process.returncode}:\n{worker.log()}")
@@ -197,4 +261,53 @@ def _wait_healthy(worker: Worker) -> None:
             pass
         time.sleep(0.2)  # poll interval of a readiness probe with a deadline
     worker.stop()
-    raise AssertionError(f"worker not healthy within {DEADLINE_S}s:\n{worker.log()}")
+    raise AssertionError(f"worker not healthy within {deadline_s}s:\n{worker.log()}")
+
+
+@dataclass
+class Runner(Process):
+    """A `postee runner --name NAME` process; its scripts get `home` as $HOME."""
+
+    process: subprocess.Popen[bytes]
+    name: str
+    home: Path
+    log_path: Path
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def start_runner(
+    bootstrap: str, config: Path, log_dir: Path, prefix: str, name: str, home: Path
+) -> Runner:
+    """Start a runner and wait until Faust reports it ready (its commands may come before:
+    they wait on the broker)."""
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"runner-{prefix}-{name}-{uuid.uuid4().hex[:6]}.log"
+    env = {
+        **os.environ,
+        "POSTEE_KAFKA": bootstrap,
+        "POSTEE_CFG": str(config),
+        "POSTEE_TOPIC_PREFIX": prefix,
+        "POSTEE_PARTITIONS": "2",
+        "HOME": str(home),
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams", "runner", "--name", name],
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    runner = Runner(process, name, home, log_path)
+    end = time.monotonic() + STARTUP_DEADLINE_S
+    while "Worker]: Ready" not in runner.log():
+        if process.poll() is not None:
+            raise AssertionError(f"runner exited with {process.returncode}:\n{runner.log()}")
+        if time.monotonic() > end:
+            runner.stop()
+            raise AssertionError(f"runner not ready within {STARTUP_DEADLINE_S}s:\n{runner.log()}")
+        time.sleep(0.2)  # poll interval of a readiness check with a deadline
+    return runner

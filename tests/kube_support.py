@@ -24,6 +24,7 @@ from tests.conftest import REPO, missing_service, service_env
 
 DEADLINE_S = 30.0
 RBAC_MANIFEST = REPO / "deploy" / "kubernetes" / "rbac.yaml"
+RUNNER_MANIFEST = REPO / "deploy" / "kubernetes" / "runner-daemonset.yaml"
 
 
 def kubeconfig(var: str) -> Path:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.kafka_support import DEADLINE_S, Worker, open_reader, start_worker, value
+from tests.metrics_support import by_label, scrape
 
 pytestmark = pytest.mark.kafka
 
@@ -195,6 +196,8 @@ async def test_evaluators_killed_mid_event_retry_once_then_dead_letter(worker: W
     routed, dead = await routed_and_dlq(worker, slow)
     assert routed["error"].startswith("evaluator failed twice on this event")
     assert "killed by SIGKILL" in dead["reason"] and dead["stage"] == "route"
+    restarts = by_label(scrape(worker.base_url), "postee_evaluator_restarts_total", "cause")
+    assert restarts == {"crash": 4}  # two processes killed, twice
     (marker,) = await produce_on_partition_0(worker, {"marker": True})
     assert (await executed(worker, marker))["status"] == "succeeded"
     assert worker.process.poll() is None

@@ -9,13 +9,12 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from streams.records import schema_errors
 from tests.http_sink import Sink, http_sink
-from tests.kafka_support import REPO, Worker, start_worker, value
+from tests.kafka_support import REPO, Worker, outcomes_of, post_event, start_worker, value
 
 pytestmark = pytest.mark.kafka
 
@@ -55,20 +54,10 @@ async def worker(bootstrap, module_tmp, log_dir, sink) -> AsyncIterator[Worker]:
     handle.stop()
 
 
-def send(worker: Worker, event: dict) -> str:
-    response = httpx.post(worker.base_url + "/", json=event, timeout=10)
-    assert response.status_code == 202
-    return str(response.json()["id"])
-
-
-def outcomes_of(event_id: str):
-    return lambda m: value(m)["kind"] == "outcome" and value(m)["event_id"] == event_id
-
-
 async def test_503_then_200_records_two_attempts(worker, sink, reader_factory):
     path = f"flaky-{uuid.uuid4().hex[:6]}"
     sink.script["/" + path] = [503]
-    event_id = send(worker, {"test": "ship", "path": path, "id": 7})
+    event_id = post_event(worker, {"test": "ship", "path": path, "id": 7})
     outcomes = await reader_factory(worker.topic("outcomes"))
     first, second = (value(m) for m in await outcomes.wait_for(outcomes_of(event_id), count=2))
     for record in (first, second):
@@ -85,13 +74,13 @@ async def test_503_then_200_records_two_attempts(worker, sink, reader_factory):
 async def test_400_fails_once_without_retry(worker, sink, reader_factory):
     path = f"reject-{uuid.uuid4().hex[:6]}"
     sink.script["/" + path] = [400]
-    event_id = send(worker, {"test": "ship", "path": path})
+    event_id = post_event(worker, {"test": "ship", "path": path})
     outcomes = await reader_factory(worker.topic("outcomes"))
     (outcome,) = await outcomes.wait_for(outcomes_of(event_id))
     assert value(outcome)["status"] == "failed" and value(outcome)["final"] is True
     assert value(outcome)["detail"]["status_code"] == 400
     # A later event's outcome proves no second attempt of the first was coming.
-    later = send(worker, {"test": "ship", "path": "fine"})
+    later = post_event(worker, {"test": "ship", "path": "fine"})
     await outcomes.wait_for(outcomes_of(later))
     assert len(sink.on("/" + path)) == 1
     assert len([m for m in outcomes.seen if outcomes_of(event_id)(m)]) == 1
@@ -100,7 +89,7 @@ async def test_400_fails_once_without_retry(worker, sink, reader_factory):
 async def test_exhausted_retries_go_to_the_dlq_with_every_error(worker, sink, reader_factory):
     path = f"down-{uuid.uuid4().hex[:6]}"
     sink.script["/" + path] = [500, 502, 503]
-    event_id = send(worker, {"test": "ship", "path": path})
+    event_id = post_event(worker, {"test": "ship", "path": path})
     outcomes = await reader_factory(worker.topic("outcomes"))
     attempts = [value(m) for m in await outcomes.wait_for(outcomes_of(event_id), count=3)]
     assert [(a["attempt"], a["status"], a["final"]) for a in attempts] == [
@@ -135,7 +124,7 @@ async def test_seed_scenario_exec_saves_then_http_ships_the_log(
     worker = start_worker(bootstrap, path, log_dir, "seed")
     try:
         event = json.loads((samples / "tracee" / "trc-2-anti-debugging.json").read_text())
-        event_id = send(worker, event)
+        event_id = post_event(worker, event)
         outcomes = await reader_factory(worker.topic("outcomes"))
         saved, shipped = (value(m) for m in await outcomes.wait_for(outcomes_of(event_id), count=2))
         assert (saved["action"], saved["status"]) == ("save-forensic-log", "succeeded")

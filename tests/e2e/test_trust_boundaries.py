@@ -14,6 +14,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams import records
 from tests.kafka_support import Worker, start_worker, unique_prefix, value
@@ -286,3 +287,22 @@ async def test_a_topic_that_cannot_hold_the_largest_record_stops_the_start(
     message = str(failed.value)
     assert f"topic {prefix}.events accepts records up to 100000 bytes" in message
     assert "POSTEE_MAX_BODY_BYTES" in message
+
+
+async def test_faust_topics_are_declared_with_ours_and_keep_their_settings(worker, bootstrap):
+    # topics.internal_specs declares Faust's changelogs in one request at start.
+    ledger = f"{worker.prefix}-streams-command-ledger-exec-changelog"
+    dedupe = f"{worker.prefix}-streams-dedupe-first-seen-changelog"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        wanted = {"cleanup.policy": None, "max.message.bytes": None}
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, wanted) for name in (ledger, dedupe)]
+        )
+    finally:
+        await admin.close()
+    found = {res[3]: dict((e[0], e[1]) for e in res[4]) for r in responses for res in r.resources}
+    assert found[ledger]["cleanup.policy"] == "compact,delete"
+    assert found[dedupe]["cleanup.policy"] == "compact"
+    assert int(found[ledger]["max.message.bytes"]) == MAX_BODY + 64 * 1024

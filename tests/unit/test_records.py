@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -162,9 +163,33 @@ def test_produced_records_match_their_schemas():
     dlq_binary = records.DlqRecord.for_bytes(b"\xff\x00", stage="decode", reason="not UTF-8")
     assert records.schema_errors("routed", routed.to_dict()) == []
     assert records.schema_errors("outcome", outcome.to_dict()) == []
+    on_a_runner = dataclasses.replace(outcome, runner="node-a")
+    assert records.schema_errors("outcome", on_a_runner.to_dict()) == []
     assert records.schema_errors("dlq", dlq_text.to_dict()) == []
     assert records.schema_errors("dlq", dlq_binary.to_dict()) == []
     assert dlq_text.encoding == "utf-8" and dlq_binary.encoding == "base64"
+    redriven = records.Redriven(
+        redrive_id="b" * 32,
+        event_id="e",
+        at=now,
+        dlq={"topic": "p.dlq", "partition": 0, "offset": 3},
+        stage="execute",
+        reason="attempts exhausted",
+        to={"topic": "p.actions.http", "partition": 1, "offset": 9},
+        from_source=True,
+    )
+    assert records.schema_errors("redriven", redriven.to_dict()) == []
+    assert records.schema_errors("routed", {**routed.to_dict(), "config_version": "abc"}) == []
+    assert records.schema_errors("redriven", {**redriven.to_dict(), "to": {"topic": "t"}})
     assert records.schema_errors(
         "outcome", {**outcome.to_dict(), "status": "maybe"}
     )  # the schema bites
+
+
+def test_too_many_values_are_refused_before_the_engine():
+    many = json.dumps({f"k{i}": i for i in range(records.MAX_JSON_VALUES)}).encode()
+    with pytest.raises(EventError) as caught:
+        records.parse_json_object(many)
+    assert f"more than {records.MAX_JSON_VALUES} values" in caught.value.reason
+    fine = json.dumps({"values": list(range(records.MAX_JSON_VALUES - 10))}).encode()
+    assert len(records.parse_json_object(fine)["values"]) == records.MAX_JSON_VALUES - 10

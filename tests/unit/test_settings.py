@@ -52,3 +52,21 @@ def test_https_needs_cert_and_key_and_secrets_stay_out_of_repr():
     settings = Settings.from_env({"POSTEE_TOKEN": "s3cret", "POSTEE_HMAC_SECRET": "k3y"})
     assert settings.ingest.token == "s3cret" and "s3cret" not in repr(settings)
     assert "k3y" not in repr(settings)
+
+
+def test_ui_settings():
+    ui = Settings.from_env({}).ui
+    assert (ui.host, ui.port, ui.token, ui.loopback) == ("127.0.0.1", 8083, None, True)
+    ui = Settings.from_env(
+        {"POSTEE_UI_HTTP": "0.0.0.0:9999", "POSTEE_UI_TOKEN": "sekr1t", "POSTEE_UI_MAX_EVENTS": "5"}
+    ).ui
+    assert (ui.host, ui.port, ui.token, ui.max_events, ui.loopback) == (
+        "0.0.0.0",
+        9999,
+        "sekr1t",
+        5,
+        False,
+    )
+    assert "sekr1t" not in repr(ui)  # the secret never reaches a log line
+    with pytest.raises(ConfigError, match="POSTEE_UI_TLS_KEY"):
+        Settings.from_env({"POSTEE_UI_TLS_CERT": "/c.pem"})
