@@ -31,8 +31,20 @@ STARTUP_DEADLINE_S = 90.0
 REPO = Path(__file__).resolve().parent.parent
 
 
+#: Every prefix this test process handed out: the topics it may delete (other test runs
+#: can share the broker, and their topics are theirs).
+ISSUED_PREFIXES: set[str] = set()
+
+
 def unique_prefix(label: str) -> str:
-    return f"test-{label}-{uuid.uuid4().hex[:8]}"
+    prefix = f"test-{label}-{uuid.uuid4().hex[:8]}"
+    ISSUED_PREFIXES.add(prefix)
+    return prefix
+
+
+def issued_by_us(topic: str) -> bool:
+    """A topic of one of our prefixes: `<prefix>.x`, or Faust's `<prefix>-...` ones."""
+    return any(topic.startswith((f"{p}.", f"{p}-")) for p in ISSUED_PREFIXES)
 
 
 def free_port() -> int:
