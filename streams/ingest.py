@@ -31,6 +31,7 @@ from mode import Service
 from streams import metrics, records
 from streams.app import PosteeApp
 from streams.errors import EventError
+from streams.evaluator import input_refusal
 from streams.outcomes import Message
 
 __all__ = ["IngestBridge"]
@@ -150,9 +151,13 @@ class IngestBridge(Service):
                 401, "missing or wrong X-Postee-Signature (sha256=<hex HMAC of the body>)"
             )
         try:
-            records.parse_json_object(raw)
+            payload = records.parse_json_object(raw)
         except EventError as exc:
             return _error(400, exc.reason)
+        engine = self.app.settings.engine
+        refused = input_refusal(payload, engine.max_input_values, engine.max_string_bytes)
+        if refused is not None:  # the router could only record it as unroutable
+            return _error(400, f"the rule engine refuses this event: {refused}")
         event_id = records.new_event_id()
         headers = records.event_headers(event_id, "http", records.utc_now(), only_route)
         message = Message(self.app.postee_topics.events, event_id, raw, headers)

@@ -76,10 +76,6 @@ SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 #: Deeper JSON than this is refused before it reaches the Rego engine or Python's recursion.
 MAX_JSON_DEPTH = 64
-#: More values than this are refused before the Rego engine sees them: its input
-#: conversion grows faster than linearly with the number of values (a 44,000-key object
-#: held the event loop for minutes), and real Trivy reports stay far below.
-MAX_JSON_VALUES = 20_000
 
 Headers = Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None
 Source = Literal["http", "kafka", "replay"]
@@ -237,17 +233,13 @@ def _reject_constant(name: str) -> Any:
 
 
 def _shape_problem(value: Any) -> str | None:
-    """Too deep or too many values; iterative, so hostile nesting cannot hit Python's
-    recursion limit here."""
+    """Too deep; iterative, so hostile nesting cannot hit Python's recursion limit here.
+    (How many values the Rego engine takes is its own bound: `evaluator.input_refusal`.)"""
     stack: list[tuple[Any, int]] = [(value, 1)]
-    count = 0
     while stack:
         item, depth = stack.pop()
-        count += 1
         if depth > MAX_JSON_DEPTH:
             return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
-        if count > MAX_JSON_VALUES:
-            return f"JSON with more than {MAX_JSON_VALUES} values (the rule engine's bound)"
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):

@@ -80,7 +80,10 @@ def worker(bootstrap, log_dir, module_tmp, out_dir) -> Iterator[Worker]:
               printf '%s %s\\n' "$POSTEE_EVENT_ID" "$d" >> "$OUT"
         """)
     )
-    started = start_worker(bootstrap, config, log_dir, "trust", {"SECRET": SECRET})
+    # Events here are padded with one long string to reach record sizes; the engine's
+    # string bound (tested in test_engine_isolation) is lifted so that they are routed.
+    env = {"SECRET": SECRET, "POSTEE_MAX_STRING_BYTES": str(2 * MAX_BODY)}
+    started = start_worker(bootstrap, config, log_dir, "trust", env)
     yield started
     started.stop()
 

@@ -184,12 +184,3 @@ def test_produced_records_match_their_schemas():
     assert records.schema_errors(
         "outcome", {**outcome.to_dict(), "status": "maybe"}
     )  # the schema bites
-
-
-def test_too_many_values_are_refused_before_the_engine():
-    many = json.dumps({f"k{i}": i for i in range(records.MAX_JSON_VALUES)}).encode()
-    with pytest.raises(EventError) as caught:
-        records.parse_json_object(many)
-    assert f"more than {records.MAX_JSON_VALUES} values" in caught.value.reason
-    fine = json.dumps({"values": list(range(records.MAX_JSON_VALUES - 10))}).encode()
-    assert len(records.parse_json_object(fine)["values"]) == records.MAX_JSON_VALUES - 10
