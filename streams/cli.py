@@ -23,9 +23,9 @@ from rich.table import Table
 from streams import config as config_module
 from streams import output_fit, records
 from streams.errors import ConfigError, ConfigErrors
+from streams.loading import Loaded, compile_config
 from streams.rules import RouteMatcher, RouteRule
 from streams.settings import Settings, check_runner_name
-from streams.templates import TemplateRenderer
 from streams.timeparse import parse_time
 
 __all__ = ["main"]
@@ -64,19 +64,14 @@ def _read(settings: Settings, with_routes: bool = True) -> config_module.PosteeC
         _fail([exc])
 
 
-def _load(
-    settings: Settings,
-) -> tuple[config_module.PosteeConfig, RouteMatcher, TemplateRenderer]:
+def _load(settings: Settings) -> Loaded:
     """Load the config, compile routes and templates, or print every error and exit."""
-    config = _read(settings)
-    errors = config_module.rule_errors(config)
     try:
-        renderer = TemplateRenderer.compile(config.templates, settings.templates_path, config.file)
+        return compile_config(settings)
+    except ConfigErrors as exc:
+        _fail(exc.errors)
     except ConfigError as exc:
-        errors.append(exc)
-    if errors:
-        _fail(errors)
-    return config, RouteMatcher.compile([r.as_rule() for r in config.routes]), renderer
+        _fail([exc])
 
 
 config_option = click.option("--config", "-c", help="Postee cfg.yaml [env POSTEE_CFG]")
@@ -106,7 +101,7 @@ def run(
 ) -> None:
     """Run the router, the action agents and the ingest bridge in one worker."""
 
-    from streams import executor, ingest, logs, plugin_agent, router
+    from streams import executor, ingest, logs, plugin_agent, reload, router
     from streams.app import PosteeWorker, create_app
     from streams.topics import TopicDeclarer, internal_specs
 
@@ -117,14 +112,15 @@ def run(
             settings.ingest, host=address.host, port=address.port, enabled=not no_ingest
         )
         settings = settings.with_overrides(ingest=ingest_settings)
-    postee_config, matcher, renderer = _load(settings)
-    app = create_app(settings, postee_config, matcher, renderer)
+    loaded = _load(settings)
+    app = create_app(settings, loaded.config, loaded.matcher, loaded.renderer)
     router.install(app)
+    reloader = reload.install(app)
     plugin_agent.install(app)
     pool = executor.ActionPool(settings)
     executor.install(app, pool)
     if settings.ingest.enabled:
-        app.web_server(ingest.IngestBridge(app))
+        app.web_server(ingest.IngestBridge(app, reloader))
     declarer = TopicDeclarer(settings, app.postee_topics.specs() + internal_specs(app))
     loglevel = "debug" if settings.debug else "info"
     json_logs = settings.log_format == "json"
@@ -212,7 +208,7 @@ def ui(
         settings = settings.with_overrides(
             ui=replace(settings.ui, host=address.host, port=address.port)
         )
-    postee_config, _, _ = _load(settings)
+    postee_config = _load(settings).config
     try:
         server.check_exposure(settings.ui)
     except ConfigError as exc:
@@ -226,7 +222,8 @@ def validate(cfg: str | None) -> None:
     """Check a config file (structure, references, Rego); print every error and warning."""
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     settings = _settings(cfg, None, None)
-    config, _, renderer = _load(settings)
+    loaded = _load(settings)
+    config, renderer = loaded.config, loaded.renderer
     for warning in output_fit.warnings(config, renderer):
         click.echo(f"warning: {warning}", err=True)
     Console().print(
@@ -369,7 +366,7 @@ def _replay_rules(
 ) -> list[RouteRule]:
     rules = []
     if route:
-        postee_config, _, _ = _load(settings)
+        postee_config = _load(settings).config
         chosen = postee_config.route(route)
         if chosen is None:
             raise click.BadParameter(f"no route named '{route}' in {postee_config.file}")

@@ -105,6 +105,13 @@ class EvalPool(Service):
         result: tuple[str, Any] = await self._submit("batch", template, list(messages))
         return result
 
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until every job given so far is answered (at most `timeout_s`): before a
+        pool replaced by a reload is stopped."""
+        jobs = [*self._queue, *(j for p in self._processes for j in p.pending)]
+        if jobs:
+            await asyncio.wait([j.future for j in jobs], timeout=timeout_s)
+
     def busy_pids(self) -> list[int]:
         """Processes working on a job now (for tests and diagnostics)."""
         return [p.process.pid for p in self._processes if p.pending]

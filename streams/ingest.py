@@ -13,6 +13,10 @@ is not one JSON object gets a 4xx with the reason and nothing is produced.
                                 partitions assigned and the config is loaded; else 503
                                 naming the failing checks
     GET  /metrics               Prometheus metrics (streams/metrics.py)
+    POST /reload                load the config files again (streams/reload.py): 200 when
+                                applied, 422 naming the problem when refused (the old
+                                config stays). Authenticated like the webhook (bearer
+                                token, HMAC signature); with neither set, loopback only.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.evaluator import input_refusal
 from streams.outcomes import Message
+from streams.reload import Reloader
 
 __all__ = ["IngestBridge"]
 
@@ -45,9 +50,10 @@ class IngestBridge(Service):
     """Runs the aiohttp server for the worker's lifetime (registered with
     `app.web_server`, so Faust starts it once the app is ready)."""
 
-    def __init__(self, app: PosteeApp, **kwargs: Any) -> None:
+    def __init__(self, app: PosteeApp, reloader: Reloader | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.app = app
+        self.reloader = reloader
         self._runner: web.AppRunner | None = None
 
     def web_app(self) -> web.Application:
@@ -65,6 +71,7 @@ class IngestBridge(Service):
                 web.get("/livez", self.livez),
                 web.get("/readyz", self.readyz),
                 web.get("/metrics", self.metrics),
+                web.post("/reload", self.reload),
             ]
         )
         return web_app
@@ -128,6 +135,22 @@ class IngestBridge(Service):
         return web.Response(
             body=self.app.metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE}
         )
+
+    async def reload(self, request: web.Request) -> web.Response:
+        settings = self.app.settings.ingest
+        if not _bearer_ok(request, settings.token):
+            return _error(401, "missing or wrong bearer token")
+        body = await asyncio.wait_for(request.read(), settings.body_timeout_s)
+        if not _signature_ok(request, body, settings.hmac_secret):
+            return _error(
+                401, "missing or wrong X-Postee-Signature (sha256=<hex HMAC of the body>)"
+            )
+        if settings.token is None and settings.hmac_secret is None and not _loopback(request):
+            return _error(403, "reload needs POSTEE_TOKEN or POSTEE_HMAC_SECRET off loopback")
+        if self.reloader is None:
+            return _error(503, "this process does not reload")
+        result = await self.reloader.reload("POST /reload")
+        return web.json_response(result.as_dict(), status=200 if result.applied else 422)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -200,6 +223,11 @@ def _bearer_ok(request: web.Request, token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(
         value.strip().encode(), token.encode()
     )
+
+
+def _loopback(request: web.Request) -> bool:
+    peer = request.remote or ""
+    return peer == "::1" or peer.startswith("127.")
 
 
 def _signature_ok(request: web.Request, body: bytes, secret: str | None) -> bool:

@@ -13,6 +13,7 @@ ingest, outcomes, plugin agent); what they count is decided here.
     postee_retries_total{type}                        attempts after a temporary failure
     postee_dlq_records_total{stage}                   DLQ records
     postee_plugin_decisions_total{plugin, decision}   deduplicated passed/dropped, aggregated joined
+    postee_config_reloads_total{result}               applied | refused
     postee_evaluator_restarts_total{cause}            evaluator processes replaced: crash | timeout
     postee_http_responses_total{code}                 the ingest bridge's answers
     postee_ingest_ack_seconds                         POST received to 202 (broker acknowledged)
@@ -77,6 +78,7 @@ class Metrics:
         self.plugin_decisions = counter(
             "plugin_decisions", "Dedupe and aggregation decisions", "plugin", "decision"
         )
+        self.config_reloads = counter("config_reloads", "Config reloads", "result")
         self.evaluator_restarts = counter(
             "evaluator_restarts", "Evaluator processes replaced (crash or timeout)", "cause"
         )
@@ -112,6 +114,9 @@ class Metrics:
 
     def dlq(self, record: DlqRecord) -> None:
         self.dlq_records.labels(record.stage).inc()
+
+    def config_reload(self, result: str) -> None:
+        self.config_reloads.labels(result).inc()
 
     def evaluator_restart(self, cause: str) -> None:
         self.evaluator_restarts.labels(cause).inc()

@@ -15,11 +15,10 @@ import logging
 
 import faust
 
-from streams import evaluator, metrics, plugins, records, routing
+from streams import evaluator, metrics, plugins, records, reload, routing
 from streams.app import PosteeApp
+from streams.config import PosteeConfig
 from streams.errors import EventError
-from streams.eval_pool import EvalPool
-from streams.evaluator import EngineSpec
 from streams.outcomes import Message, ack_after, manual_acks
 from streams.records import Routed
 
@@ -38,11 +37,7 @@ _Routing = tuple[faust.EventT[bytes], "asyncio.Future[list[Message]]"]
 
 def install(app: PosteeApp) -> None:
     """The router agent, and the evaluator pool it uses (started with the app)."""
-    spec = EngineSpec.of(app.config, app.matcher, app.renderer)
-    pool = EvalPool(spec, app.settings.engine)
-    pool.on_replaced = app.metrics.evaluator_restart
-    app.add_dependency(pool)
-    app.engine = pool
+    reload.start_engine(app)
 
     async def route_events(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)
@@ -93,17 +88,21 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]
         return [publisher.dlq_for(raw, stage=exc.stage, reason=exc.reason, event=event)]
     if refused is not None:
         return _route_failure(app, event, incoming, f"input refused: {refused}")
+    # Taken together: a reload swaps both at once, and this event is decided by the
+    # config whose engine evaluated it (its version is the one on the records).
+    config, engine = app.config, app.engine
     try:
-        evaluation = await app.engine.evaluate(raw or b"", incoming.only_route)
+        evaluation = await engine.evaluate(raw or b"", incoming.only_route)
         if evaluation.error is not None:
-            return _route_failure(app, event, incoming, evaluation.error)
+            return _route_failure(app, event, incoming, evaluation.error, config)
         at_ms = plugins.event_time_ms(incoming, int(event.message.timestamp * 1000))
-        decision = routing.decide(incoming, app.config, evaluation, at_ms)
+        decision = routing.decide(incoming, config, evaluation, at_ms)
     except Exception as exc:  # a bug must not stop the stream: record it and go on
         log.exception(
             "routing event %s failed", incoming.event_id, extra={"event_id": incoming.event_id}
         )
-        return _route_failure(app, event, incoming, f"internal error: {type(exc).__name__}: {exc}")
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        return _route_failure(app, event, incoming, reason, config)
     return [
         publisher.routed(decision.routed),
         *(publisher.command(c) for c in decision.commands),
@@ -128,7 +127,11 @@ def _decode(app: PosteeApp, event: faust.EventT[bytes]) -> tuple[records.Incomin
 
 
 def _route_failure(
-    app: PosteeApp, event: faust.EventT[bytes], incoming: records.IncomingEvent, reason: str
+    app: PosteeApp,
+    event: faust.EventT[bytes],
+    incoming: records.IncomingEvent,
+    reason: str,
+    config: PosteeConfig | None = None,
 ) -> list[Message]:
     routed = Routed(
         event_id=incoming.event_id,
@@ -138,7 +141,7 @@ def _route_failure(
         at=records.utc_now(),
         error=reason,
         replay_id=incoming.replay_id,
-        config_version=app.config.version,
+        config_version=(config or app.config).version,
     )
     publisher = app.publisher
     return [

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from streams import executor
+from streams import executor, reload
 from streams.app import PosteeApp, PosteeWorker, create_app
 from streams.config import PosteeConfig
 from streams.ledger import CommandLedger
@@ -49,6 +49,7 @@ def build_app(settings: Settings, config: PosteeConfig) -> tuple[PosteeApp, exec
     ledger = CommandLedger(app, "runner", partitions=RUNNER_PARTITIONS)
     topic = app.postee_topics.runner(name)
     executor.subscribe(app, pool, topic, "execute_runner_commands", ledger)
+    reload.install(app)  # SIGHUP (or the file watch) loads its actions again
     return app, pool
 
 

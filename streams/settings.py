@@ -171,6 +171,9 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     actions: ActionLimits = field(default_factory=ActionLimits)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    reload_watch_s: float = 0.0
+    """Poll the config and Rego files this often and reload on a change; 0: no watch
+    (`POSTEE_RELOAD_WATCH_S`). SIGHUP and `POST /reload` always reload."""
     runner_name: str | None = None
     """Set by `postee runner --name` (or `POSTEE_RUNNER_NAME`): this process is that runner."""
     ui: UiSettings = field(default_factory=UiSettings)
@@ -194,6 +197,7 @@ class Settings:
             templates_path=env.path("POSTEE_TEMPLATES_PATH", cls.templates_path),
             debug=env.flag("POSTEE_DEBUG", False),
             log_format=env.choice("POSTEE_LOG_FORMAT", ("text", "json"), "text"),
+            reload_watch_s=env.positive_float("POSTEE_RELOAD_WATCH_S", 0.0),
             kafka=KafkaSettings(
                 bootstrap=env.text("POSTEE_KAFKA", KafkaSettings.bootstrap),
                 store=env.text("POSTEE_STORE", KafkaSettings.store),
