@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from streams import records
 from streams.errors import EventError
+from streams.evaluator import input_refusal
+from streams.settings import EngineSettings
 from tests.hostile import hostile_bodies
 from tests.kafka_support import Worker, start_worker, value
 
@@ -56,9 +58,12 @@ def expected_status(body: bytes) -> set[int]:
     if len(body) > MAX_BODY_BYTES:
         return {413}
     try:
-        records.parse_json_object(body)
+        payload = records.parse_json_object(body)
     except EventError:
         return {400}
+    bounds = EngineSettings()  # the worker runs with the defaults
+    if input_refusal(payload, bounds.max_input_values, bounds.max_string_bytes) is not None:
+        return {400}  # the bridge refuses what the rule engine would
     return {202}
 
 
