@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -56,6 +57,8 @@ async def drop_module_topics(bootstrap: str) -> AsyncIterator[None]:
     prefixes this process issued: another test run on the same broker keeps its own."""
     before = await _test_topics(bootstrap)
     yield
+    if os.environ.get("POSTEE_KEEP_TEST_TOPICS") == "1":  # to read them after a failure
+        return
     created = sorted(t for t in await _test_topics(bootstrap) - before if issued_by_us(t))
     if created:
         kafka = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
