@@ -20,6 +20,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.table import Table
 
+from streams.settings import IngestSettings
+
 __all__ = [
     "Result",
     "consume_all",
@@ -93,7 +95,12 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
+        # As the worker creates its topics: records up to the body limit plus the envelope
+        # (the worker checks this at start and refuses smaller topics).
+        limit = {"max.message.bytes": str(IngestSettings().max_record_bytes)}
+        await admin.create_topics(
+            [NewTopic(name, partitions, replication_factor=1, topic_configs=limit)]
+        )
     finally:
         await admin.close()
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)

@@ -36,8 +36,8 @@ def build_worker(cfg: Path, bootstrap: str, prefix: str, loglevel: str) -> faust
         ingest=IngestSettings(enabled=False),
         engine=Settings.from_env().engine,  # POSTEE_EVAL_WORKERS etc., as `postee run`
     )
-    postee_config, matcher, renderer = _load(settings)  # exactly what `postee run` does
-    app = create_app(settings, postee_config, matcher, renderer)
+    loaded = _load(settings)  # exactly what `postee run` does
+    app = create_app(settings, loaded.config, loaded.matcher, loaded.renderer)
     router.install(app)
     declarer = TopicDeclarer(settings, app.postee_topics.specs() + internal_specs(app))
     return PosteeWorker(app, declarer, loglevel=loglevel)

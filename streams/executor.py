@@ -37,6 +37,7 @@ from streams import config, plugins, records, secrets, trust
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.event_store import EventFetchError, EventStore
+from streams.gaps import GapGuard
 from streams.ledger import CommandLedger
 from streams.outcomes import manual_acks
 from streams.records import Command, Outcome
@@ -63,11 +64,13 @@ class ActionPool(Service):
         self._stack = AsyncExitStack()
         self._actions: dict[str, Action] = {}
         self.events = EventStore(settings)
+        self.gaps = GapGuard(settings)  #: command records Faust skipped (gaps.py)
         #: Set once the shutdown grace period is over: in-flight actions are then killed.
         self.kill_switch = asyncio.Event()
 
     async def on_first_start(self) -> None:
         await self.add_runtime_dependency(self.events)
+        await self.add_runtime_dependency(self.gaps)
 
     def begin_shutdown(self) -> None:
         """Called when the worker starts to stop (SIGTERM): start the grace period."""
@@ -124,18 +127,29 @@ def _agent(
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)  # acknowledged only once fully handled (see ack_after)
         async for event in manual.events():
-            try:
-                await execute_one(app, pool, kind, event, ledger)
-            except Exception as exc:  # a bug must not stop the agent: record it, go on
-                log.exception("command record %s failed", event.message.tp)
-                reason = f"internal error: {type(exc).__name__}: {exc}"
-                await app.publisher.send(
-                    app.publisher.dlq_for(event.value, stage="execute", reason=reason, event=event)
-                )
+            for record in [*await pool.gaps.missed(event), event]:  # see gaps.py
+                await _execute_guarded(app, pool, kind, record, ledger)
             await manual.ack(event)
 
     execute_commands.__name__ = execute_commands.__qualname__ = name
     return execute_commands
+
+
+async def _execute_guarded(
+    app: PosteeApp,
+    pool: ActionPool,
+    kind: str | None,
+    event: faust.EventT[bytes],
+    ledger: CommandLedger,
+) -> None:
+    try:
+        await execute_one(app, pool, kind, event, ledger)
+    except Exception as exc:  # a bug must not stop the agent: record it, go on
+        log.exception("command record %s failed", event.message.tp)
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        await app.publisher.send(
+            app.publisher.dlq_for(event.value, stage="execute", reason=reason, event=event)
+        )
 
 
 async def execute_one(
