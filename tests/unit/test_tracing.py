@@ -37,6 +37,9 @@ EXERCISE = textwrap.dedent("""
     with tracing.routing([], "v1") as span:
         span.set("postee.event.id", "e1")
         message = publisher.command(command)
+        batch = tracing.remember({"batch_id": "b1", "route": "r"})
+    with tracing.batch(batch):
+        pass
     with tracing.within(message.headers), tracing.attempt(command, 1, None) as span:
         span.status("failed", True)
     with tracing.replay("e1", "r1", "dry-run", message.headers):
@@ -79,8 +82,14 @@ def test_off_adds_no_header_exports_nothing_and_imports_no_opentelemetry():
         on = exercise({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
         assert on["command_headers"] == ["traceparent"]
         assert on["replay_headers"] == ["postee-event-id", "traceparent"]
-        names = sorted(s.name for s in receiver.wait_for(lambda s: True, count=3))
-        assert names == ["action exec", "replay event", "route event"]
+        spans = {s.name: s for s in receiver.wait_for(lambda s: True, count=4)}
+        assert sorted(spans) == ["action exec", "close batch", "replay event", "route event"]
+        route = spans["route event"]
+        assert spans["action exec"].parent_span_id == route.span_id
+        # A closed batch and a replay start traces of their own, linked to where they came from.
+        for name in ("close batch", "replay event"):
+            assert spans[name].parent_span_id == "" and spans[name].trace_id != route.trace_id
+            assert spans[name].links == [(route.trace_id, route.span_id)]
 
 
 def test_off_in_process_messages_have_no_headers():
