@@ -31,7 +31,8 @@ EXERCISE = textwrap.dedent("""
     from streams.outcomes import Publisher
     from streams.settings import Settings
 
-    tracing.setup(Settings.from_env())
+    runner = sys.argv[1] if len(sys.argv) > 1 else None  # as `postee runner --name` sets it
+    tracing.setup(Settings.from_env().with_overrides(runner_name=runner))
     command = records.Command("c1", "e1", "r", "a", "exec", "v1", {}, "t")
     publisher = Publisher(SimpleNamespace(actions={"exec": "p.actions.exec"}), 10_000)
     with tracing.routing([], "v1") as span:
@@ -40,7 +41,7 @@ EXERCISE = textwrap.dedent("""
         batch = tracing.remember({"batch_id": "b1", "route": "r"})
     with tracing.batch(batch):
         pass
-    with tracing.within(message.headers), tracing.attempt(command, 1, None) as span:
+    with tracing.within(message.headers), tracing.attempt(command, 1, runner) as span:
         span.status("failed", True)
     with tracing.replay("e1", "r1", "dry-run", message.headers):
         headers = tracing.inject([("postee-event-id", b"e1")])
@@ -53,10 +54,10 @@ EXERCISE = textwrap.dedent("""
 """)
 
 
-def exercise(environ: dict[str, str]) -> dict[str, list[str]]:
+def exercise(environ: dict[str, str], *args: str) -> dict[str, list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTEE_", "OTEL_"))}
     done = subprocess.run(
-        [sys.executable, "-c", EXERCISE],
+        [sys.executable, "-c", EXERCISE, *args],
         cwd=REPO,
         env={**env, **environ},
         capture_output=True,
@@ -79,13 +80,16 @@ def test_off_adds_no_header_exports_nothing_and_imports_no_opentelemetry():
         }
         assert receiver.requests == 0 and receiver.spans == []
 
-        on = exercise({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+        on = exercise({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}, "node-1")
         assert on["command_headers"] == ["traceparent"]
         assert on["replay_headers"] == ["postee-event-id", "traceparent"]
         spans = {s.name: s for s in receiver.wait_for(lambda s: True, count=4)}
         assert sorted(spans) == ["action exec", "close batch", "replay event", "route event"]
-        route = spans["route event"]
-        assert spans["action exec"].parent_span_id == route.span_id
+        route, attempt = spans["route event"], spans["action exec"]
+        assert attempt.parent_span_id == route.span_id and attempt.status_code == 2  # failed
+        assert attempt.attributes["postee.runner.name"] == "node-1"
+        assert {s.resource["service.name"] for s in spans.values()} == {"postee-streams"}
+        assert {s.resource["postee.runner.name"] for s in spans.values()} == {"node-1"}
         # A closed batch and a replay start traces of their own, linked to where they came from.
         for name in ("close batch", "replay event"):
             assert spans[name].parent_span_id == "" and spans[name].trace_id != route.trace_id
