@@ -346,7 +346,7 @@ def _traces(env: _Env) -> TraceSettings:
         endpoint = env.text("OTEL_EXPORTER_OTLP_ENDPOINT", "") or env.text(
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""
         )
-        enabled = bool(endpoint) or (bool(names) and exporters != ("none",))
+        enabled = (bool(endpoint) or bool(names)) and exporters != ("none",)
     key = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
     if not env.text(key, ""):
         key = "OTEL_EXPORTER_OTLP_PROTOCOL"
