@@ -22,7 +22,8 @@ WORKDIR /app
 # Dependencies first, in their own layer, read from pyproject.toml itself (no second list
 # to keep in sync): a code change then does not reinstall them.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+# The `otel` extra too: traces stay off until POSTEE_OTEL or OTEL_* turn them on.
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['otel']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from streams import config as config_module
-from streams import output_fit, records
+from streams import output_fit, records, tracing
 from streams.errors import ConfigError, ConfigErrors
 from streams.loading import Loaded, compile_config
 from streams.rules import RouteMatcher, RouteRule
@@ -43,6 +43,14 @@ def _settings(config: str | None, bootstrap: str | None, prefix: str | None) -> 
     if prefix:
         changes["topics"] = replace(base.topics, prefix=prefix)
     return base.with_overrides(**changes)
+
+
+def _traces(settings: Settings) -> None:
+    """Start traces when the settings turn them on (README "Traces"), or exit."""
+    try:
+        tracing.setup(settings)
+    except ConfigError as exc:
+        _fail([exc])
 
 
 def _fail(errors: list[ConfigError]) -> NoReturn:
@@ -113,6 +121,7 @@ def run(
         )
         settings = settings.with_overrides(ingest=ingest_settings)
     loaded = _load(settings)
+    _traces(settings)
     app = create_app(settings, loaded.config, loaded.matcher, loaded.renderer)
     router.install(app)
     reloader = reload.install(app)
@@ -160,7 +169,9 @@ def runner_command(
     settings = settings.with_overrides(
         runner_name=name, ingest=replace(settings.ingest, enabled=False)
     )
-    runner.worker(settings, _read(settings, with_routes=False)).execute_from_commandline()
+    postee_config = _read(settings, with_routes=False)
+    _traces(settings)
+    runner.worker(settings, postee_config).execute_from_commandline()
 
 
 @main.command("runners")
@@ -213,6 +224,7 @@ def ui(
         server.check_exposure(settings.ui)
     except ConfigError as exc:
         _fail([exc])
+    _traces(settings)  # its replays start traces
     server.run(settings, postee_config)
 
 
@@ -345,6 +357,7 @@ def replay_command(
         required=frozenset(r.name for r in rules),
         execute=not dry_run,
     )
+    _traces(settings)
     started = datetime.now(UTC)
     with _progress() as bar:
         task = bar.add_task("reading events", total=None)

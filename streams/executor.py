@@ -33,7 +33,7 @@ from actions.docker import DockerAction
 from actions.exec import ExecAction
 from actions.http import HttpAction
 from actions.notify.transport import HttpNotifier
-from streams import config, plugins, records, secrets, trust
+from streams import config, plugins, records, secrets, tracing, trust
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.event_store import EventFetchError, EventStore
@@ -143,7 +143,8 @@ async def _execute_guarded(
     ledger: CommandLedger,
 ) -> None:
     try:
-        await execute_one(app, pool, kind, event, ledger)
+        with tracing.within(event.headers):  # its attempts and next step: the trace
+            await execute_one(app, pool, kind, event, ledger)
     except Exception as exc:  # a bug must not stop the agent: record it, go on
         log.exception("command record %s failed", event.message.tp)
         reason = f"internal error: {type(exc).__name__}: {exc}"
@@ -287,31 +288,33 @@ async def run_command(
     note = trust.version_note(app.config, command)
     dedupe_key = _dedupe_key(app, command)
     while True:
-        started_at, started = records.utc_now(), time.monotonic()
-        result = await _attempt(action, spec.params, command, attempt, kill_switch, dedupe_key)
-        final = result.retry_after_s is None or attempt >= max_attempts
-        if result.result.status == "failed":
-            errors.append({"attempt": attempt, "error": result.result.error})
-        outcome = Outcome(
-            event_id=command.event_id,
-            command_id=command.command_id,
-            route=command.route,
-            action=command.action,
-            type=command.type,
-            status=result.result.status,
-            attempt=attempt,
-            started_at=started_at,
-            finished_at=records.utc_now(),
-            duration_ms=round((time.monotonic() - started) * 1000, 3),
-            detail={**result.result.detail, **note},
-            error=result.result.error,
-            final=final,
-            replay_id=command.replay_id,
-            dry_run=command.dry_run,
-            runner=app.settings.runner_name,
-        )
-        app.metrics.attempt(outcome)
-        await app.publisher.send(app.publisher.outcome(outcome))
+        with tracing.attempt(command, attempt, app.settings.runner_name) as span:
+            started_at, started = records.utc_now(), time.monotonic()
+            result = await _attempt(action, spec.params, command, attempt, kill_switch, dedupe_key)
+            final = result.retry_after_s is None or attempt >= max_attempts
+            if result.result.status == "failed":
+                errors.append({"attempt": attempt, "error": result.result.error})
+            outcome = Outcome(
+                event_id=command.event_id,
+                command_id=command.command_id,
+                route=command.route,
+                action=command.action,
+                type=command.type,
+                status=result.result.status,
+                attempt=attempt,
+                started_at=started_at,
+                finished_at=records.utc_now(),
+                duration_ms=round((time.monotonic() - started) * 1000, 3),
+                detail={**result.result.detail, **note},
+                error=result.result.error,
+                final=final,
+                replay_id=command.replay_id,
+                dry_run=command.dry_run,
+                runner=app.settings.runner_name,
+            )
+            span.status(outcome.status, final)
+            app.metrics.attempt(outcome)
+            await app.publisher.send(app.publisher.outcome(outcome))
         if final:
             return CommandRun(outcome, errors, exhausted=result.retry_after_s is not None)
         await asyncio.sleep(result.retry_after_s or 0)  # backoff between attempts, not pacing

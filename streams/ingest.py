@@ -32,7 +32,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from streams import metrics, records
+from streams import metrics, records, tracing
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.evaluator import input_refusal
@@ -59,7 +59,7 @@ class IngestBridge(Service):
     def web_app(self) -> web.Application:
         web_app = web.Application(
             client_max_size=self.app.settings.ingest.max_body_bytes,
-            middlewares=[self.app.metrics.middleware()],
+            middlewares=[self.app.metrics.middleware(), *tracing.middlewares()],
         )
         web_app.add_routes(
             [
@@ -182,7 +182,9 @@ class IngestBridge(Service):
         if refused is not None:  # the router could only record it as unroutable
             return _error(400, f"the rule engine refuses this event: {refused}")
         event_id = records.new_event_id()
+        tracing.note_event(event_id)
         headers = records.event_headers(event_id, "http", records.utc_now(), only_route)
+        headers = tracing.inject(headers)  # the request's span: the event's trace
         message = Message(self.app.postee_topics.events, event_id, raw, headers)
         try:
             await asyncio.wait_for(

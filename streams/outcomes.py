@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 
-from streams import metrics, records
+from streams import metrics, records, tracing
 from streams.plugins import PluginRequest
 from streams.records import Command, DlqRecord, Outcome, Routed
 from streams.topics import Topics
@@ -37,7 +37,9 @@ class Message:
 
 
 class Publisher:
-    """Builds our records into messages and sends them. Every message is checked against
+    """Builds our records into messages and sends them. Each message carries the current
+    trace context in its headers when traces are on (tracing.py), so it is taken where
+    the message is built, inside the span that decided it. Every message is checked against
     the record limit before it reaches the producer: a record the producer or broker
     would refuse must never stop a partition (the agent would crash on it, and again on
     every redelivery). Commands first shed their inline event (it stays on its own
@@ -66,6 +68,7 @@ class Publisher:
             topic,
             command.event_id,
             value,
+            tracing.inject(),
             instead=lambda reason: self._unsendable_command(command, reason),
         )
 
@@ -78,6 +81,7 @@ class Publisher:
             self.topics.plugins,
             request.key,
             value,
+            tracing.inject(),
             instead=lambda reason: [
                 m for c in request.commands for m in self._unsendable_command(c, reason)
             ],
@@ -85,11 +89,11 @@ class Publisher:
 
     def routed(self, routed: Routed) -> Message:
         self.metrics.routed(routed)
-        return Message(self.topics.outcomes, routed.event_id, routed.to_json())
+        return Message(self.topics.outcomes, routed.event_id, routed.to_json(), tracing.inject())
 
     def outcome(self, outcome: Outcome) -> Message:
         self.metrics.outcome(outcome)
-        return Message(self.topics.outcomes, outcome.event_id, outcome.to_json())
+        return Message(self.topics.outcomes, outcome.event_id, outcome.to_json(), tracing.inject())
 
     def dlq(self, record: DlqRecord) -> Message:
         self.metrics.dlq(record)
@@ -97,7 +101,7 @@ class Publisher:
         if len(value) > self.max_record_bytes and record.topic is not None:
             # The original stays where it is: the record names its topic and offset.
             value = replace(record, original=None, encoding="none").to_json()
-        return Message(self.topics.dlq, record.event_id, value)
+        return Message(self.topics.dlq, record.event_id, value, tracing.inject())
 
     async def send(self, *messages: Message) -> None:
         """Send in order, then wait until the broker acknowledged every one."""

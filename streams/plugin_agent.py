@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 
-from streams import plugins, records
+from streams import plugins, records, tracing
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.outcomes import Message, manual_acks
@@ -62,7 +62,8 @@ def install(app: PosteeApp) -> PluginState:
     async def apply_plugins(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)  # acknowledged only once fully handled (see ack_after)
         async for event in manual.events():
-            await handle(app, state, event)
+            with tracing.within(event.headers):  # deferred commands keep the event's trace
+                await handle(app, state, event)
             await manual.ack(event)
 
     async def close_due_batches() -> None:
@@ -136,6 +137,7 @@ async def _aggregate(app: PosteeApp, state: PluginState, request: PluginRequest)
         _now_ms(),
         max_bytes=app.settings.ingest.max_record_bytes // 2,
     )
+    batch = tracing.remember(batch)  # the member's trace, for the batch's links
     joined = PluginDecision(
         kind="aggregated",
         event_id=str(request.event_id),
@@ -150,7 +152,8 @@ async def _aggregate(app: PosteeApp, state: PluginState, request: PluginRequest)
     app.metrics.plugin_decision("aggregated", joined.decision)
     messages = [Message(app.postee_topics.outcomes, joined.event_id, joined.to_json())]
     if full:
-        messages.append(app.publisher.command(await _close(app, batch)))
+        with tracing.batch(batch):
+            messages.append(app.publisher.command(await _close(app, batch)))
         state.batches.pop(request.key, None)
     else:
         state.batches[request.key] = batch
@@ -163,7 +166,8 @@ async def _flush(app: PosteeApp, state: PluginState, request: PluginRequest) -> 
     if batch is None or batch["opened_ms"] != request.opened_ms:
         return  # already closed by number, or a newer batch: nothing to do
     state.batches.pop(request.key, None)
-    await app.publisher.send(app.publisher.command(await _close(app, batch)))
+    with tracing.batch(batch):
+        await app.publisher.send(app.publisher.command(await _close(app, batch)))
 
 
 async def _close(app: PosteeApp, batch: dict[str, Any]) -> Command:

@@ -38,6 +38,8 @@ __all__ = [
     "HEADER_REDRIVE_ID",
     "HEADER_ROUTE",
     "HEADER_SOURCE",
+    "HEADER_TRACEPARENT",
+    "HEADER_TRACESTATE",
     "ChainStep",
     "Command",
     "DlqRecord",
@@ -71,6 +73,9 @@ HEADER_REPLAY_MODE = "postee-replay-mode"
 #: Set on a record re-produced from the DLQ ("redrive"): its id, and the DLQ record's place.
 HEADER_REDRIVE_ID = "postee-redrive-id"
 HEADER_REDRIVE_OF = "postee-redrive-of"
+#: W3C trace context of the span that wrote the record, when traces are on (tracing.py).
+HEADER_TRACEPARENT = "traceparent"
+HEADER_TRACESTATE = "tracestate"
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 

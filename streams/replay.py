@@ -21,7 +21,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from streams import records
+from streams import records, tracing
 from streams.errors import EventError
 from streams.rules import RouteMatcher, RuleEvaluationError
 from streams.settings import Settings
@@ -156,12 +156,14 @@ async def _replay_one(
     ]
     if plan.route:
         replay_headers.append((records.HEADER_ROUTE, plan.route.encode()))
-    future: asyncio.Future[object] = await producer.send(
-        settings.topics.name("replay"),
-        message.value,
-        key=event.event_id.encode(),
-        headers=replay_headers,
-    )
+    # A new trace, linked to the original's (the original record's headers).
+    with tracing.replay(event.event_id, summary.replay_id, mode, message.headers):
+        future: asyncio.Future[object] = await producer.send(
+            settings.topics.name("replay"),
+            message.value,
+            key=event.event_id.encode(),
+            headers=tracing.inject(replay_headers),
+        )
     summary.replayed += 1
     summary.event_ids.append(event.event_id)
     return future

@@ -15,7 +15,7 @@ import logging
 
 import faust
 
-from streams import evaluator, metrics, plugins, records, reload, routing
+from streams import evaluator, metrics, plugins, records, reload, routing, tracing
 from streams.app import PosteeApp
 from streams.config import PosteeConfig
 from streams.errors import EventError
@@ -74,6 +74,12 @@ async def _publish(
 
 @metrics.timed_routing
 async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]:
+    """What one record yields, in its span (a child of the record's trace context)."""
+    with tracing.routing(event.headers, app.config.version) as span:
+        return await _route(app, event, span)
+
+
+async def _route(app: PosteeApp, event: faust.EventT[bytes], span: tracing.Span) -> list[Message]:
     """What one record yields; every failure becomes a record, the loop never dies."""
     raw: bytes | None = event.value
     publisher = app.publisher
@@ -85,8 +91,12 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]
         else:
             incoming, refused = _decode(app, event)
     except EventError as exc:
+        span.fail(f"not decodable ({exc.stage})")
         return [publisher.dlq_for(raw, stage=exc.stage, reason=exc.reason, event=event)]
+    span.set("postee.event.id", incoming.event_id)
+    span.set("postee.replay.id", incoming.replay_id)
     if refused is not None:
+        span.fail("input refused")
         return _route_failure(app, event, incoming, f"input refused: {refused}")
     # Taken together: a reload swaps both at once, and this event is decided by the
     # config whose engine evaluated it (its version is the one on the records).
@@ -94,6 +104,7 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]
     try:
         evaluation = await engine.evaluate(raw or b"", incoming.only_route)
         if evaluation.error is not None:
+            span.fail("evaluation failed")
             return _route_failure(app, event, incoming, evaluation.error, config)
         at_ms = plugins.event_time_ms(incoming, int(event.message.timestamp * 1000))
         decision = routing.decide(incoming, config, evaluation, at_ms)
@@ -101,8 +112,11 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]
         log.exception(
             "routing event %s failed", incoming.event_id, extra={"event_id": incoming.event_id}
         )
+        span.fail(f"internal error ({type(exc).__name__})")
         reason = f"internal error: {type(exc).__name__}: {exc}"
         return _route_failure(app, event, incoming, reason, config)
+    span.set("postee.routes", decision.routed.routes)
+    span.set("postee.commands", len(decision.commands))
     return [
         publisher.routed(decision.routed),
         *(publisher.command(c) for c in decision.commands),

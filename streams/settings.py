@@ -24,6 +24,7 @@ __all__ = [
     "KafkaSettings",
     "Settings",
     "TopicSettings",
+    "TraceSettings",
     "UiSettings",
     "check_runner_name",
     "runner_app_id",
@@ -154,6 +155,23 @@ class UiSettings:
         return self.host in ("localhost", "::1") or self.host.startswith("127.")
 
 
+#: What `OTEL_TRACES_EXPORTER` may name (comma separated): the exporters shipped here.
+TRACE_EXPORTERS = ("otlp", "console", "none")
+
+
+@dataclass(frozen=True)
+class TraceSettings:
+    enabled: bool = False
+    """Traces with OpenTelemetry (`POSTEE_OTEL`; off by default). Without `POSTEE_OTEL`,
+    on when `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    `OTEL_TRACES_EXPORTER` (other than `none`) is set, unless `OTEL_SDK_DISABLED=true`."""
+    exporters: tuple[str, ...] = ("otlp",)
+    """From `OTEL_TRACES_EXPORTER`: `otlp` (OTLP over HTTP/protobuf, to
+    `OTEL_EXPORTER_OTLP_ENDPOINT`, default `http://localhost:4318`), `console`, `none`."""
+    service_name_set: bool = False
+    """`OTEL_SERVICE_NAME` names the service instead of `postee-streams`."""
+
+
 @dataclass(frozen=True)
 class Settings:
     config_path: Path = Path("cfg.yaml")
@@ -177,6 +195,7 @@ class Settings:
     runner_name: str | None = None
     """Set by `postee runner --name` (or `POSTEE_RUNNER_NAME`): this process is that runner."""
     ui: UiSettings = field(default_factory=UiSettings)
+    traces: TraceSettings = field(default_factory=TraceSettings)
 
     @property
     def app_id(self) -> str:
@@ -245,6 +264,7 @@ class Settings:
                 ),
             ),
             ui=_ui(env),
+            traces=_traces(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -311,6 +331,34 @@ def _ui(env: _Env) -> UiSettings:
         window_s=env.positive_int("POSTEE_UI_WINDOW_S", UiSettings.window_s),
         max_events=env.positive_int("POSTEE_UI_MAX_EVENTS", UiSettings.max_events),
     )
+
+
+def _traces(env: _Env) -> TraceSettings:
+    names = env.text("OTEL_TRACES_EXPORTER", "")
+    exporters = tuple(n.strip().lower() for n in names.split(",") if n.strip()) or ("otlp",)
+    unknown = [n for n in exporters if n not in TRACE_EXPORTERS]
+    if unknown:
+        raise ConfigError(
+            f"unknown exporter {unknown[0]!r}: expected {', '.join(TRACE_EXPORTERS)}",
+            key="OTEL_TRACES_EXPORTER",
+        )
+    if env.text("POSTEE_OTEL", ""):
+        enabled = env.flag("POSTEE_OTEL", False)
+    elif env.flag("OTEL_SDK_DISABLED", False):
+        enabled = False
+    else:
+        endpoint = env.text("OTEL_EXPORTER_OTLP_ENDPOINT", "") or env.text(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""
+        )
+        enabled = (bool(endpoint) or bool(names)) and exporters != ("none",)
+    key = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+    if not env.text(key, ""):
+        key = "OTEL_EXPORTER_OTLP_PROTOCOL"
+    protocol = env.text(key, "http/protobuf")
+    if enabled and "otlp" in exporters and protocol != "http/protobuf":
+        raise ConfigError(f"only OTLP over http/protobuf is shipped, got {protocol!r}", key=key)
+    service_name_set = bool(env.text("OTEL_SERVICE_NAME", ""))
+    return TraceSettings(enabled=enabled, exporters=exporters, service_name_set=service_name_set)
 
 
 class _Env:

@@ -164,13 +164,16 @@ class Worker(Process):
     bootstrap: str
     config: Path
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run `postee ARGS` against this worker's broker, prefix and config."""
         env = {
             **os.environ,
             "POSTEE_KAFKA": self.bootstrap,
             "POSTEE_TOPIC_PREFIX": self.prefix,
             "POSTEE_CFG": str(self.config),
+            **(extra_env or {}),
         }
         return subprocess.run(
             [sys.executable, "-m", "streams", *args],
