@@ -65,6 +65,7 @@ class ActionPool(Service):
         self._actions: dict[str, Action] = {}
         self.events = EventStore(settings)
         self.gaps = GapGuard(settings)  #: command records Faust skipped (gaps.py)
+        self.running: set[str] = set()  #: ids of the commands running in this process
         #: Set once the shutdown grace period is over: in-flight actions are then killed.
         self.kill_switch = asyncio.Event()
 
@@ -174,6 +175,30 @@ async def execute_one(
     if spec is None:
         await _refuse(app, event, command, str(refusal))
         return
+    if command.command_id in pool.running:
+        # The same record delivered twice at once (Faust does after a table recovery):
+        # the ledger says "started", which would mean a crash and a rerun. It is running.
+        detail = {"reason": "delivered again while it runs in this process"}
+        skipped = records.outcome_without_run(command, "skipped", detail=detail, runner=runner)
+        await publisher.send(publisher.outcome(skipped))
+        return
+    pool.running.add(command.command_id)
+    try:
+        await _run_recorded(app, pool, event, command, spec, ledger)
+    finally:
+        pool.running.discard(command.command_id)
+
+
+async def _run_recorded(
+    app: PosteeApp,
+    pool: ActionPool,
+    event: faust.EventT[bytes],
+    command: Command,
+    spec: config.Action,
+    ledger: CommandLedger,
+) -> None:
+    """Run a command the ledger has not seen finish, recording its start and its end."""
+    publisher, runner = app.publisher, app.settings.runner_name
     entry = ledger.lookup(command.command_id)
     # A command redriven from the DLQ runs again, once per redrive id, with fresh retries.
     redrive = records.redrive_id(event.headers)

@@ -88,7 +88,9 @@ async def test_redrive_runs_once_per_redrive_id_with_fresh_retries(tmp_path):
     app = SimpleNamespace(
         publisher=publisher, config=loaded, settings=Settings(), metrics=metrics.Metrics()
     )
-    pool = SimpleNamespace(get=lambda kind: action, kill_switch=asyncio.Event(), events=None)
+    pool = SimpleNamespace(
+        get=lambda kind: action, kill_switch=asyncio.Event(), events=None, running=set()
+    )
     run = lambda r: execute_one(app, pool, "exec", r, book)  # type: ignore[arg-type]  # noqa: E731
 
     await run(record(command))
@@ -115,3 +117,49 @@ async def test_redrive_runs_once_per_redrive_id_with_fresh_retries(tmp_path):
         ("dlq", None),
     ]
     assert action.attempts == [1, 2, 3, 4, 5]
+
+
+class Gate(Action):
+    type = "exec"
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.runs = 0
+
+    async def execute(self, request: ActionRequest) -> ActionResult:
+        self.runs += 1
+        await self.open.wait()
+        return ActionResult("succeeded")
+
+
+async def test_a_record_delivered_twice_at_once_runs_once(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "routes:\n  - {name: r, actions: [a]}\n"
+        "actions:\n  - {name: a, type: exec, enable: true, exec-script: 'true'}\n"
+    )
+    loaded = config.load(cfg)
+    event_id = records.new_event_id()
+    command = records.Command(
+        records.command_id(event_id, "r", "a"), event_id, "r", "a", "exec", loaded.version, {}, "t"
+    )
+    publisher, action, book = Publisher(), Gate(), ledger()
+    app = SimpleNamespace(
+        publisher=publisher, config=loaded, settings=Settings(), metrics=metrics.Metrics()
+    )
+    pool = SimpleNamespace(
+        get=lambda kind: action, kill_switch=asyncio.Event(), events=None, running=set()
+    )
+    first = asyncio.ensure_future(execute_one(app, pool, "exec", record(command), book))  # type: ignore[arg-type]
+    while action.runs == 0:  # the first delivery is inside the action
+        await asyncio.sleep(0)
+    await execute_one(app, pool, "exec", record(command), book)  # type: ignore[arg-type]
+    (duplicate,) = publisher.sent
+    assert (duplicate[1].status, duplicate[1].detail["reason"]) == (
+        "skipped",
+        "delivered again while it runs in this process",
+    )
+    action.open.set()
+    await first
+    assert publisher.take() == [("outcome", ("skipped", 1)), ("outcome", ("succeeded", 1))]
+    assert action.runs == 1 and pool.running == set()
