@@ -339,6 +339,7 @@ async def run_command(
             )
             span.status(outcome.status, final)
             app.metrics.attempt(outcome)
+            app.metrics.delivered(command, outcome)
             await app.publisher.send(app.publisher.outcome(outcome))
         if final:
             return CommandRun(outcome, errors, exhausted=result.retry_after_s is not None)

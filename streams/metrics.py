@@ -19,6 +19,7 @@ ingest, outcomes, plugin agent); what they count is decided here.
     postee_ingest_ack_seconds                         POST received to 202 (broker acknowledged)
     postee_routing_seconds                            deciding one event (all routes, templates)
     postee_action_duration_seconds{type}              one attempt of an action
+    postee_event_to_outcome_seconds{type}             event arrival to its command's last outcome
     postee_consumer_lag{topic}                        records not yet read, this worker's partitions
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -34,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streams.records import DlqRecord, Outcome, Routed
+from streams.records import Command, DlqRecord, Outcome, Routed
 
 __all__ = ["CONTENT_TYPE", "Metrics", "timed_routing"]
 
@@ -90,6 +92,11 @@ class Metrics:
         self.action_seconds = histogram(
             "action_duration_seconds", "One attempt of an action", "type"
         )
+        self.event_to_outcome_seconds = histogram(
+            "event_to_outcome_seconds",
+            "From the event's arrival at the bridge to its command's final outcome",
+            "type",
+        )
 
     # --- what the call sites report -----------------------------------------------------
 
@@ -108,6 +115,19 @@ class Metrics:
     def attempt(self, outcome: Outcome) -> None:
         """One attempt that actually ran (not a refusal or a skipped redelivery)."""
         self.action_seconds.labels(outcome.type).observe(outcome.duration_ms / 1000)
+
+    def delivered(self, command: Command, outcome: Outcome) -> None:
+        """A command's final outcome: how long since its event arrived (when known)."""
+        if not command.received_at or not outcome.final:
+            return
+        try:
+            arrived = datetime.fromisoformat(command.received_at.replace("Z", "+00:00"))
+            done = datetime.fromisoformat(outcome.finished_at.replace("Z", "+00:00"))
+        except ValueError:  # a header someone else wrote: not worth a failed outcome
+            return
+        seconds = (done - arrived).total_seconds()
+        if seconds >= 0:
+            self.event_to_outcome_seconds.labels(outcome.type).observe(seconds)
 
     def retry(self, kind: str) -> None:
         self.retries.labels(kind).inc()

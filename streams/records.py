@@ -379,6 +379,8 @@ class Command(JsonRecord):
     batch_event_ids: tuple[str, ...] = ()
     #: The action's `runs-on`: the runner that executes it; None: the workers.
     runs_on: str | None = None
+    #: When the event arrived (the bridge's header; None for records produced without it).
+    received_at: str | None = None
 
     @property
     def event_text(self) -> str:

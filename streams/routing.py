@@ -166,6 +166,7 @@ def _route_commands(
                 replay_id=event.replay_id,
                 dry_run=event.dry_run,
                 runs_on=runs_on,
+                received_at=event.received_at,
             )
         )
     return commands

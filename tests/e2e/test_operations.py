@@ -157,6 +157,14 @@ async def test_metrics_count_a_known_mix_exactly(worker, reader_factory, bootstr
         "exec": 3,
         "http": 2,
     }
+    # One observation per command's final outcome (the retried http command: once).
+    assert by_label(samples, "postee_event_to_outcome_seconds_count", "type") == {
+        "exec": 3,
+        "http": 1,
+    }
+    assert all(
+        v > 0 for v in by_label(samples, "postee_event_to_outcome_seconds_sum", "type").values()
+    )
     lag = by_label(samples, "postee_consumer_lag", "topic")
     assert lag and all(v >= 0 for v in lag.values())
     for (_, labels), _v in samples.items():  # bounded labels: never an id
