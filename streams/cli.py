@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import logging.config
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -43,6 +44,15 @@ def _settings(config: str | None, bootstrap: str | None, prefix: str | None) -> 
     if prefix:
         changes["topics"] = replace(base.topics, prefix=prefix)
     return base.with_overrides(**changes)
+
+
+def _json_logs_now(settings: Settings) -> None:
+    """With `POSTEE_LOG_FORMAT=json`, lines logged while the app is built are JSON too
+    (the worker installs the same configuration when it starts)."""
+    if settings.log_format == "json":
+        from streams import logs
+
+        logging.config.dictConfig(logs.logging_config("debug" if settings.debug else "info"))
 
 
 def _traces(settings: Settings) -> None:
@@ -121,6 +131,7 @@ def run(
         )
         settings = settings.with_overrides(ingest=ingest_settings)
     loaded = _load(settings)
+    _json_logs_now(settings)
     _traces(settings)
     app = create_app(settings, loaded.config, loaded.matcher, loaded.renderer)
     router.install(app)
@@ -130,6 +141,8 @@ def run(
     executor.install(app, pool)
     if settings.ingest.enabled:
         app.web_server(ingest.IngestBridge(app, reloader))
+    elif settings.ingest.probes:
+        app.web_server(ingest.IngestBridge(app, reloader, ingest=False))
     declarer = TopicDeclarer(settings, app.postee_topics.specs() + internal_specs(app))
     loglevel = "debug" if settings.debug else "info"
     json_logs = settings.log_format == "json"
@@ -170,6 +183,7 @@ def runner_command(
         runner_name=name, ingest=replace(settings.ingest, enabled=False)
     )
     postee_config = _read(settings, with_routes=False)
+    _json_logs_now(settings)
     _traces(settings)
     runner.worker(settings, postee_config).execute_from_commandline()
 

@@ -50,10 +50,20 @@ class IngestBridge(Service):
     """Runs the aiohttp server for the worker's lifetime (registered with
     `app.web_server`, so Faust starts it once the app is ready)."""
 
-    def __init__(self, app: PosteeApp, reloader: Reloader | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: PosteeApp,
+        reloader: Reloader | None = None,
+        *,
+        ingest: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """`ingest=False`: only the probes, the metrics and `POST /reload`, on
+        `POSTEE_PROBES_HTTP` (a runner, a `--no-ingest` worker)."""
         super().__init__(**kwargs)
         self.app = app
         self.reloader = reloader
+        self.ingest = ingest
         self._runner: web.AppRunner | None = None
 
     def web_app(self) -> web.Application:
@@ -61,11 +71,16 @@ class IngestBridge(Service):
             client_max_size=self.app.settings.ingest.max_body_bytes,
             middlewares=[self.app.metrics.middleware(), *tracing.middlewares()],
         )
+        if self.ingest:
+            web_app.add_routes(
+                [
+                    web.post("/", self.ingest_all),
+                    web.post("/scan", self.ingest_all),
+                    web.post("/tenant/{route}", self.ingest_tenant),
+                ]
+            )
         web_app.add_routes(
             [
-                web.post("/", self.ingest_all),
-                web.post("/scan", self.ingest_all),
-                web.post("/tenant/{route}", self.ingest_tenant),
                 web.get("/ping", self.ping),
                 web.get("/healthz", self.healthz),
                 web.get("/livez", self.livez),
@@ -82,6 +97,12 @@ class IngestBridge(Service):
             self.web_app(), access_log=None, shutdown_timeout=5.0, keepalive_timeout=30.0
         )
         await self._runner.setup()
+        if not self.ingest:
+            assert settings.probes is not None, "probes only with POSTEE_PROBES_HTTP"
+            host, port = settings.probes
+            await web.TCPSite(self._runner, host, port).start()
+            log.info("probes and metrics on http://%s:%d", host, port)
+            return
         await web.TCPSite(self._runner, settings.host, settings.port).start()
         log.info("ingest bridge listening on http://%s:%d", settings.host, settings.port)
         if settings.https and settings.tls_cert and settings.tls_key:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 
-from streams import executor, reload
+from streams import executor, logs, reload
 from streams.app import PosteeApp, PosteeWorker, create_app
 from streams.config import PosteeConfig
+from streams.ingest import IngestBridge
 from streams.ledger import CommandLedger
 from streams.rules import RouteMatcher
 from streams.settings import Settings
@@ -49,17 +50,28 @@ def build_app(settings: Settings, config: PosteeConfig) -> tuple[PosteeApp, exec
     ledger = CommandLedger(app, "runner", partitions=RUNNER_PARTITIONS)
     topic = app.postee_topics.runner(name)
     executor.subscribe(app, pool, topic, "execute_runner_commands", ledger)
-    reload.install(app)  # SIGHUP (or the file watch) loads its actions again
     return app, pool
 
 
 def worker(settings: Settings, config: PosteeConfig) -> PosteeWorker:
     """The runner process: its topic and the shared ones exist before it subscribes."""
     app, pool = build_app(settings, config)
+    reloader = reload.install(app)  # SIGHUP (or the file watch) loads its actions again
+    if settings.ingest.probes:
+        app.web_server(IngestBridge(app, reloader, ingest=False))
     topics = app.postee_topics
     specs = [*topics.specs(), topics.runner_spec(_name(settings)), *internal_specs(app)]
     declarer = TopicDeclarer(settings, specs)
-    return PosteeWorker(app, declarer, pool, loglevel="debug" if settings.debug else "info")
+    loglevel = "debug" if settings.debug else "info"
+    json_logs = settings.log_format == "json"
+    return PosteeWorker(
+        app,
+        declarer,
+        pool,
+        loglevel=loglevel,
+        logging_config=logs.logging_config(loglevel) if json_logs else None,
+        quiet=json_logs,
+    )
 
 
 def _name(settings: Settings) -> str:

@@ -90,6 +90,10 @@ class IngestSettings:
     (`POSTEE_HMAC_SECRET`)."""
     https: tuple[str, int] | None = None
     """HTTPS listener `host:port` (`POSTEE_HTTPS`), with `POSTEE_TLS_CERT` and `POSTEE_TLS_KEY`."""
+    probes: tuple[str, int] | None = None
+    """Where a process without the bridge (a runner, `--no-ingest`) answers `/livez`,
+    `/readyz`, `/metrics` and `POST /reload` (`POSTEE_PROBES_HTTP`, `host:port`); unset:
+    no listener."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -309,6 +313,9 @@ def _ingest(env: _Env, host: str, port: int) -> IngestSettings:
         token=env.text("POSTEE_TOKEN", "") or None,
         hmac_secret=env.text("POSTEE_HMAC_SECRET", "") or None,
         https=https,
+        probes=env.host_port("POSTEE_PROBES_HTTP", "0.0.0.0", 8084)  # noqa: S104 - probes
+        if env.text("POSTEE_PROBES_HTTP", "")
+        else None,
         tls_cert=env.path("POSTEE_TLS_CERT", Path()) if https else None,
         tls_key=env.path("POSTEE_TLS_KEY", Path()) if https else None,
     )

@@ -217,6 +217,13 @@ def start_worker(
     )
 
 
+def start_worker_without_ingest(bootstrap: str, config: Path, log_dir: Path, label: str) -> Worker:
+    """`postee run` with POSTEE_INGEST=0: its address is POSTEE_PROBES_HTTP (probes,
+    metrics and reload only)."""
+    env = {"POSTEE_INGEST": "0"}
+    return _start("run", "POSTEE_PROBES_HTTP", bootstrap, config, log_dir, label, env, None)
+
+
 def start_ui(
     bootstrap: str,
     config: Path,
@@ -294,7 +301,13 @@ class Runner(Process):
 
 
 def start_runner(
-    bootstrap: str, config: Path, log_dir: Path, prefix: str, name: str, home: Path
+    bootstrap: str,
+    config: Path,
+    log_dir: Path,
+    prefix: str,
+    name: str,
+    home: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Runner:
     """Start a runner and wait until Faust reports it ready (its commands may come before:
     they wait on the broker)."""
@@ -307,6 +320,7 @@ def start_runner(
         "POSTEE_TOPIC_PREFIX": prefix,
         "POSTEE_PARTITIONS": "2",
         "HOME": str(home),
+        **(extra_env or {}),
     }
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

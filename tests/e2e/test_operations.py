@@ -26,6 +26,7 @@ from tests.kafka_support import (
     free_port,
     produce,
     start_worker,
+    start_worker_without_ingest,
     value,
 )
 from tests.metrics_support import by_label, scrape
@@ -169,6 +170,25 @@ async def test_metrics_count_a_known_mix_exactly(worker, reader_factory, bootstr
     assert lag and all(v >= 0 for v in lag.values())
     for (_, labels), _v in samples.items():  # bounded labels: never an id
         assert not set(dict(labels).values()) & set(ids.values())
+
+
+def test_a_worker_without_ingest_serves_only_probes_and_metrics(
+    bootstrap: str, module_tmp: Path, log_dir: Path
+) -> None:
+    config = write_config(module_tmp, free_port())
+    handle = start_worker_without_ingest(bootstrap, config, log_dir, "no-ingest")
+    try:
+        ready = httpx.get(handle.base_url + "/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        assert httpx.get(handle.base_url + "/livez", timeout=5).status_code == 200
+        answered = by_label(scrape(handle.base_url), "postee_http_responses_total", "code")
+        assert answered.get("200", 0) >= 2  # the two probes above, counted
+        assert httpx.post(handle.base_url + "/", json={"a": 1}, timeout=5).status_code in (
+            404,
+            405,
+        )
+    finally:
+        handle.stop()
 
 
 def test_probes_on_a_healthy_worker(worker):

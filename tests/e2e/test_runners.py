@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -27,6 +28,7 @@ from tests.kafka_support import (
     REPO,
     Runner,
     Worker,
+    free_port,
     outcomes_of,
     post_event,
     start_runner,
@@ -34,6 +36,7 @@ from tests.kafka_support import (
     unique_prefix,
     value,
 )
+from tests.metrics_support import by_label, scrape
 
 pytestmark = pytest.mark.kafka
 
@@ -141,10 +144,13 @@ def deployment(bootstrap, module_tmp, log_dir, sink) -> Iterator[tuple[Worker, R
     worker.stop()
 
 
-def another_runner(worker: Worker, home: Path, sink: Sink, name: str) -> Runner:
+def another_runner(
+    worker: Worker, home: Path, sink: Sink, name: str, extra_env: dict[str, str] | None = None
+) -> Runner:
     """Runner `name` of the worker's deployment, with its own directory and config."""
     config = runner_config(home, sink.base_url)
-    return start_runner(worker.bootstrap, config, worker.log_path.parent, worker.prefix, name, home)
+    log_dir = worker.log_path.parent
+    return start_runner(worker.bootstrap, config, log_dir, worker.prefix, name, home, extra_env)
 
 
 def settings_of(worker: Worker) -> Settings:
@@ -318,3 +324,31 @@ async def _until(check, what):
         if time.monotonic() > end:
             raise AssertionError(f"not within {DEADLINE_S}s: {what() if callable(what) else what}")
         await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
+
+
+async def test_a_runner_serves_probes_metrics_and_reload_and_logs_json(
+    deployment, module_tmp, sink
+):
+    worker, _ = deployment
+    port = free_port()
+    env = {"POSTEE_PROBES_HTTP": f"127.0.0.1:{port}", "POSTEE_LOG_FORMAT": "json"}
+    node = another_runner(worker, module_tmp / "node-p", sink, "node-p", env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _until(lambda: _get(base + "/readyz") == 200, "the runner's /readyz to answer 200")
+        assert _get(base + "/livez") == 200
+        reloaded = httpx.post(base + "/reload", timeout=30)
+        assert reloaded.status_code == 200 and reloaded.json()["applied"], reloaded.text
+        assert by_label(scrape(base), "postee_config_reloads_total", "result") == {"applied": 1}
+        assert httpx.post(base + "/", json={"x": 1}, timeout=10).status_code in (404, 405)
+    finally:
+        assert node.stop() == 0
+    lines = [line for line in node.log_path.read_text().splitlines() if line.strip()]
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def _get(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.TransportError:
+        return None
