@@ -7,7 +7,7 @@ what it returns. Keeping it pure is what makes replaying an event give the same 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from actions.substitution import substitute
 from streams import records
@@ -55,7 +55,7 @@ def decide(
         ]
         if not chain:
             continue
-        head = [_chained(chain)] if route.serialize_actions else chain
+        head = [_chained(chain, route)] if route.serialize_actions else chain
         plugin, route_requests, note = _plugins(route, event, head, at_ms)
         if note:
             notes.append({"route": route.name, "note": note})
@@ -183,8 +183,22 @@ def _runner_of(action: Action, payload: dict[str, Any]) -> tuple[str | None, str
     return None, f"runs-on '{action.runs_on}': the event names no runner (got {name[:100]!r})"
 
 
-def _chained(chain: list[Command]) -> Command:
-    """The first command, naming the others in order."""
+def _chained(chain: list[Command], route: Route) -> Command:
+    """The first command, naming the others in order, each with its `on` condition."""
     first, *rest = chain
-    steps = (ChainStep(c.command_id, c.action, c.type, c.runs_on, c.template_error) for c in rest)
+    steps = (
+        ChainStep(
+            c.command_id,
+            c.action,
+            c.type,
+            c.runs_on,
+            c.template_error,
+            on=_condition(route.conditions.get(c.action, "always")),
+        )
+        for c in rest
+    )
     return replace(first, then=tuple(steps))
+
+
+def _condition(on: str) -> Literal["success", "failure", "always"]:
+    return "success" if on == "success" else "failure" if on == "failure" else "always"
