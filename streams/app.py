@@ -20,6 +20,7 @@ from streams.eval_pool import EvalPool
 from streams.outcomes import Publisher
 from streams.rules import RouteMatcher
 from streams.settings import Settings
+from streams.silence_reader import SilenceBook
 from streams.templates import TemplateRenderer
 from streams.topics import Topics
 
@@ -50,6 +51,8 @@ class PosteeApp(faust.App):
     renderer: TemplateRenderer
     #: The evaluator processes (`router.install` creates it; it starts with the app).
     engine: EvalPool
+    #: The silences of `<prefix>.silences` (`router.install` creates it).
+    silences: SilenceBook
     postee_topics: Topics
     publisher: Publisher
     metrics: metrics.Metrics

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from streams import metrics, records
 from streams.plugins import PluginRequest
 from streams.records import Command, DlqRecord, Outcome, Routed
+from streams.silences import Silenced
 from streams.topics import Topics
 
 __all__ = ["Message", "Publisher", "ack_after", "manual_acks"]
@@ -86,6 +87,9 @@ class Publisher:
     def routed(self, routed: Routed) -> Message:
         self.metrics.routed(routed)
         return Message(self.topics.outcomes, routed.event_id, routed.to_json())
+
+    def silenced(self, record: Silenced) -> Message:
+        return Message(self.topics.outcomes, record.event_id, record.to_json())
 
     def outcome(self, outcome: Outcome) -> Message:
         self.metrics.outcome(outcome)

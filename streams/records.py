@@ -460,6 +460,8 @@ class Routed(JsonRecord):
     error: str | None = None
     replay_id: str | None = None
     config_version: str | None = None  #: the config whose routes decided
+    #: Matched routes that silences held back: [{"route", "silences": [ids]}].
+    silenced: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 import faust
 
@@ -22,6 +23,7 @@ from streams.eval_pool import EvalPool
 from streams.evaluator import EngineSpec
 from streams.outcomes import Message, ack_after, manual_acks
 from streams.records import Routed
+from streams.silence_reader import SilenceBook
 
 __all__ = ["install"]
 
@@ -43,6 +45,9 @@ def install(app: PosteeApp) -> None:
     pool.on_replaced = app.metrics.evaluator_restart
     app.add_dependency(pool)
     app.engine = pool
+    app.silences = SilenceBook(app.settings)
+    app.add_dependency(app.silences)
+    app.metrics.watch_silences(lambda: len(app.silences.active(datetime.now(UTC))))
 
     async def route_events(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)
@@ -94,18 +99,24 @@ async def route_one(app: PosteeApp, event: faust.EventT[bytes]) -> list[Message]
     if refused is not None:
         return _route_failure(app, event, incoming, f"input refused: {refused}")
     try:
-        evaluation = await app.engine.evaluate(raw or b"", incoming.only_route)
+        if not app.silences.loaded.is_set():  # the silences written before we started
+            await app.silences.loaded.wait()
+        silences = app.silences.active(datetime.now(UTC))
+        rules = tuple(sorted(s.rule_key for s in silences if s.rule_key))
+        evaluation = await app.engine.evaluate(raw or b"", incoming.only_route, rules)
         if evaluation.error is not None:
             return _route_failure(app, event, incoming, evaluation.error)
         at_ms = plugins.event_time_ms(incoming, int(event.message.timestamp * 1000))
-        decision = routing.decide(incoming, app.config, evaluation, at_ms)
+        decision = routing.decide(incoming, app.config, evaluation, at_ms, silences)
     except Exception as exc:  # a bug must not stop the stream: record it and go on
         log.exception(
             "routing event %s failed", incoming.event_id, extra={"event_id": incoming.event_id}
         )
         return _route_failure(app, event, incoming, f"internal error: {type(exc).__name__}: {exc}")
+    held = [publisher.silenced(decision.silenced)] if decision.silenced else []
     return [
         publisher.routed(decision.routed),
+        *held,
         *(publisher.command(c) for c in decision.commands),
         *(publisher.plugin_request(r) for r in decision.plugin_requests),
     ]

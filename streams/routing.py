@@ -6,6 +6,7 @@ what it returns. Keeping it pure is what makes replaying an event give the same 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from streams.evaluator import Evaluation
 from streams.plugins import PluginRequest, aggregation_requests, dedupe_key
 from streams.records import ChainStep, Command, CommandRef, IncomingEvent, Routed
 from streams.settings import RUNNER_NAME
+from streams.silences import Silence, Silenced, describe, silenced_routes
 
 __all__ = ["Decision", "decide"]
 
@@ -28,6 +30,8 @@ class Decision:
     commands: tuple[Command, ...]
     #: Commands of routes with plugins go to the plugin agent instead (see plugins.py).
     plugin_requests: tuple[PluginRequest, ...] = ()
+    #: What the active silences held back (None when they held nothing).
+    silenced: Silenced | None = None
 
 
 def decide(
@@ -35,17 +39,25 @@ def decide(
     config: PosteeConfig,
     evaluation: Evaluation,
     at_ms: int = 0,
+    silences: Sequence[Silence] = (),
 ) -> Decision:
     """Build the commands of an event the engine has evaluated (`evaluator.py`: the
-    matched routes and their rendered templates)."""
+    matched routes, their rendered templates, the rule silences matching it). A route
+    held by one of the active `silences` issues nothing; the decision says so."""
     routes = [r for r in config.routes if r.name in evaluation.matched]
     now = records.utc_now()
     commands: list[Command] = []
     requests: list[PluginRequest] = []
     refs: list[CommandRef] = []
     skipped: list[dict[str, str]] = []
-    notes: list[dict[str, str]] = []
+    notes = [
+        {"route": "(silences)", "note": f"silence {sid} ignored: its rule fails: {why}"}
+        for sid, why in sorted(evaluation.silence_errors.items())
+    ]
+    held = silenced_routes([r.name for r in routes], silences, evaluation.silenced)
     for route in routes:
+        if route.name in held:
+            continue
         rendered = _render(route, evaluation)
         chain = _route_commands(event, route, config, now, rendered)
         skipped += [
@@ -85,8 +97,38 @@ def decide(
         at=now,
         replay_id=event.replay_id,
         config_version=config.version,
+        silenced=[{"route": r, "silences": ids} for r, ids in held.items()],
     )
-    return Decision(routed=routed, commands=tuple(commands), plugin_requests=tuple(requests))
+    return Decision(
+        routed=routed,
+        commands=tuple(commands),
+        plugin_requests=tuple(requests),
+        silenced=_silenced(event, config, held, silences, now),
+    )
+
+
+def _silenced(
+    event: IncomingEvent,
+    config: PosteeConfig,
+    held: dict[str, list[str]],
+    silences: Sequence[Silence],
+    now: str,
+) -> Silenced | None:
+    if not held:
+        return None
+    used = {sid for ids in held.values() for sid in ids}
+    routes = []
+    for name, ids in held.items():
+        route = config.route(name)
+        names = [a for a in route.actions if config.actions[a].enable] if route else []
+        routes.append({"route": name, "silences": ids, "actions": names})
+    return Silenced(
+        event_id=event.event_id,
+        at=now,
+        routes=routes,
+        silences=[describe(s) for s in silences if s.id in used],
+        replay_id=event.replay_id,
+    )
 
 
 def _plugins(

@@ -1,0 +1,106 @@
+"""Every worker's copy of the silences: the whole of `<prefix>.silences`, followed live.
+
+Each worker reads every partition of the compacted topic with its own group-less
+consumer (no consumer group: every worker needs every silence, where a Faust table would
+give each worker only its partitions' share; a GlobalTable would do, at the cost of a
+changelog topic and Faust's recovery for a handful of small records). The router waits
+for the first catch-up (everything on the topic when the worker started) before it
+routes, so a silence written before a worker starts holds from its first event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from mode import Service
+
+from streams.errors import EventError
+from streams.settings import Settings
+from streams.silences import Silence, decode_silence
+
+__all__ = ["SilenceBook", "silences_topic_name"]
+
+log = logging.getLogger(__name__)
+
+#: Between looks for the topic's partitions when the topic is not there yet.
+TOPIC_RETRY_S = 0.5
+
+
+def silences_topic_name(settings: Settings) -> str:
+    return settings.topics.name("silences")
+
+
+class SilenceBook(Service):
+    """The silences this worker knows, by id; `active(now)` from the event loop."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.topic = silences_topic_name(settings)
+        self._silences: dict[str, Silence] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        #: Set once everything on the topic at start has been read.
+        self.loaded = asyncio.Event()
+
+    def active(self, now: datetime) -> list[Silence]:
+        return [s for s in self._silences.values() if s.active(now)]
+
+    def known(self) -> list[Silence]:
+        return list(self._silences.values())
+
+    async def on_start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._consumer.start()
+        self.add_future(self._follow(self._consumer))
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        partitions = await self._partitions(consumer)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while not self.should_stop:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for messages in batch.values():
+                for message in messages:
+                    self._apply(message)
+            if not self.loaded.is_set():
+                positions = [await consumer.position(tp) for tp in partitions]
+                if all(p >= ends[tp] for p, tp in zip(positions, partitions, strict=True)):
+                    log.info("%d silence(s) read from %s", len(self._silences), self.topic)
+                    self.loaded.set()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        """The topic's partitions, once it exists (the worker creates it at start)."""
+        while True:
+            await consumer.topics()  # refreshes the metadata
+            found = consumer.partitions_for_topic(self.topic)
+            if found:
+                return [TopicPartition(self.topic, p) for p in sorted(found)]
+            await self.sleep(TOPIC_RETRY_S)  # the topic is being created: look again
+
+    def _apply(self, message: ConsumerRecord[bytes, bytes]) -> None:
+        key = message.key.decode("utf-8", "replace") if message.key else None
+        try:
+            silence = decode_silence(message.value, key)
+        except EventError as exc:
+            log.warning("ignored record %s of %s: %s", message.offset, self.topic, exc.reason)
+            return
+        if silence is None:
+            if key is not None:
+                self._silences.pop(key, None)
+            return
+        self._silences[silence.id] = silence
+        log.info("silence %s: %s until %s", silence.id, silence.matcher(), silence.end)
