@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from streams import config as config_module
 from streams import output_fit, records
@@ -570,7 +570,8 @@ def silence_list(
         for s in shown:
             click.echo(json.dumps({**s.to_dict(), "state": s.state(now)}, ensure_ascii=False))
         return
-    table = Table("id", "state", "matcher", "start", "end", "author", "comment")
+    table = Table("state", "matcher", "start", "end", "author", "comment")
+    table.columns.insert(0, Column("id", no_wrap=True))
     for s in shown:
         state = s.state(now) + (f" by {s.expired_by}" if s.expired_by else "")
         table.add_row(s.id, state, s.matcher(), s.start, s.end, s.author, s.comment)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from streams import topics
 from streams.errors import EventError
 from streams.settings import Settings
-from streams.silence_reader import silences_topic_name
+from streams.silence_reader import catch_up, silences_topic_name
 from streams.silences import Silence, decode_silence
 
 __all__ = ["read_silences", "write_silence"]
+
+#: How long reading the whole silences topic may take.
+READ_DEADLINE_S = 30.0
 
 
 async def write_silence(settings: Settings, silence: Silence) -> None:
@@ -32,34 +35,28 @@ async def read_silences(settings: Settings) -> dict[str, Silence]:
     """Every silence on the topic, latest version of each (empty when there is no topic)."""
     name = silences_topic_name(settings)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     found: dict[str, Silence] = {}
+
+    def apply(message: ConsumerRecord[bytes, bytes]) -> None:
+        key = message.key.decode("utf-8", "replace") if message.key else None
+        try:
+            silence = decode_silence(message.value, key)
+        except EventError:
+            return  # not ours to show; the workers log it
+        if silence is None:
+            found.pop(key or "", None)
+        else:
+            found[silence.id] = silence
+
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
-        if not partitions:
-            return found
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        todo = {tp for tp in partitions if ends[tp] > 0}
-        while todo:
-            batch = await consumer.getmany(*todo, timeout_ms=1000)
-            for tp, messages in batch.items():
-                for message in messages:
-                    key = message.key.decode("utf-8", "replace") if message.key else None
-                    try:
-                        silence = decode_silence(message.value, key)
-                    except EventError:
-                        continue  # not ours to show; the workers log it
-                    if silence is None:
-                        found.pop(key or "", None)
-                    else:
-                        found[silence.id] = silence
-                if await consumer.position(tp) >= ends[tp]:
-                    todo.discard(tp)
+        if name in await consumer.topics():
+            await catch_up(consumer, name, apply, READ_DEADLINE_S)
         return found
     finally:
         await consumer.stop()

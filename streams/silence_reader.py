@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from streams.errors import EventError
 from streams.settings import Settings
 from streams.silences import Silence, decode_silence
 
-__all__ = ["SilenceBook", "silences_topic_name"]
+__all__ = ["SilenceBook", "catch_up", "silences_topic_name"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,32 @@ TOPIC_RETRY_S = 0.5
 
 def silences_topic_name(settings: Settings) -> str:
     return settings.topics.name("silences")
+
+
+async def catch_up(
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    apply: Callable[[ConsumerRecord[bytes, bytes]], None],
+    deadline_s: float | None = None,
+) -> None:
+    """Subscribe a group-less consumer to every partition of `topic` (from the start)
+    and apply each record up to the end offsets the partitions had once assigned."""
+    consumer.subscribe([topic])
+    ends: dict[TopicPartition, int] | None = None
+    async with asyncio.timeout(deadline_s):
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    apply(message)
+            assigned = sorted(consumer.assignment())
+            if not assigned:
+                continue  # metadata not there yet
+            if ends is None:
+                ends = await consumer.end_offsets(assigned)
+            positions = [await consumer.position(tp) for tp in assigned]
+            if all(p >= ends.get(tp, 0) for p, tp in zip(positions, assigned, strict=True)):
+                return
 
 
 class SilenceBook(Service):
@@ -67,29 +94,15 @@ class SilenceBook(Service):
             await self._consumer.stop()
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        partitions = await self._partitions(consumer)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        while self.topic not in await consumer.topics():
+            await self.sleep(TOPIC_RETRY_S)  # the worker is creating it: look again
+        await catch_up(consumer, self.topic, self._apply)
+        log.info("%d silence(s) read from %s", len(self._silences), self.topic)
+        self.loaded.set()
         while not self.should_stop:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for messages in batch.values():
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
                 for message in messages:
                     self._apply(message)
-            if not self.loaded.is_set():
-                positions = [await consumer.position(tp) for tp in partitions]
-                if all(p >= ends[tp] for p, tp in zip(positions, partitions, strict=True)):
-                    log.info("%d silence(s) read from %s", len(self._silences), self.topic)
-                    self.loaded.set()
-
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        """The topic's partitions, once it exists (the worker creates it at start)."""
-        while True:
-            await consumer.topics()  # refreshes the metadata
-            found = consumer.partitions_for_topic(self.topic)
-            if found:
-                return [TopicPartition(self.topic, p) for p in sorted(found)]
-            await self.sleep(TOPIC_RETRY_S)  # the topic is being created: look again
 
     def _apply(self, message: ConsumerRecord[bytes, bytes]) -> None:
         key = message.key.decode("utf-8", "replace") if message.key else None
