@@ -112,7 +112,10 @@ def create_app(
     app.postee_topics = Topics(app, settings)
     app.metrics = metrics.Metrics()
     app.metrics.watch_lag(lambda: consumer_lag(app))
-    app.publisher = Publisher(app.postee_topics, settings.ingest.max_record_bytes, app.metrics)
+    limited = {name: a for name, a in config.actions.items() if a.rate_limit is not None}
+    app.publisher = Publisher(
+        app.postee_topics, settings.ingest.max_record_bytes, app.metrics, limited
+    )
     return app
 
 

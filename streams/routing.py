@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from actions.substitution import substitute
-from streams import records
+from streams import ratelimit, records
 from streams.config import Action, PosteeConfig, Route
 from streams.evaluator import Evaluation
 from streams.plugins import PluginRequest, aggregation_requests, dedupe_key
@@ -134,7 +134,9 @@ def _silenced(
 def _plugins(
     route: Route, event: IncomingEvent, head: list[Command], at_ms: int
 ) -> tuple[str | None, list[PluginRequest], str | None]:
-    """(the plugin deferring the route's commands, its requests, a note for the record)."""
+    """(the plugin deferring the route's commands, its requests, a note for the record).
+    In order: dedupe, then the route's rate limit, then aggregation; each stage hands
+    what passes to the next (plugin_agent.py)."""
     plugins = route.plugins
     aggregates = bool(plugins.aggregate_message_number or plugins.aggregate_message_timeout_s)
     note = None
@@ -152,12 +154,15 @@ def _plugins(
                 commands=head,
                 ttl_s=plugins.unique_message_timeout_s,
                 then_aggregate=aggregates,
+                then_rate=route.rate_limit is not None,
             )
             return "dedupe", [request], None
         note = (
             "not deduplicated: the event has none of the unique-message-props "
             f"({', '.join(plugins.unique_message_props)})"
         )
+    if route.rate_limit is not None:
+        return "rate-limit", [ratelimit.route_request(route, head, at_ms, aggregates)], note
     if aggregates:
         chain = [c for command in head for c in command.expanded()]
         return "aggregate", aggregation_requests(route, chain, at_ms), note

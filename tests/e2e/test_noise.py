@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,18 +17,18 @@ from tests.kafka_support import (
     DEADLINE_S,
     TopicReader,
     Worker,
+    kind,
     post_event,
     start_worker,
     value,
+    write_config,
 )
 
 pytestmark = pytest.mark.kafka
 
 CFG = """
 routes:
-  - name: quiet
-    input: input.test == "silence"
-    actions: [works]
+  - {name: quiet, input: input.test == "silence", actions: [works]}
   - name: chain-fail
     input: input.test == "chain"
     serialize-actions: true
@@ -46,17 +45,9 @@ actions:
 """
 
 
-def kind(name: str, **fields: object):
-    return lambda m: (
-        (v := value(m))["kind"] == name and all(v.get(k) == x for k, x in fields.items())
-    )
-
-
 @pytest.fixture(scope="module")
 def worker(bootstrap: str, log_dir: Path, module_tmp: Path):
-    path = module_tmp / f"cfg-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(textwrap.dedent(CFG))
-    started = start_worker(bootstrap, path, log_dir, "noise")
+    started = start_worker(bootstrap, write_config(module_tmp, CFG), log_dir, "noise")
     yield started
     started.stop()
 
