@@ -20,6 +20,7 @@ from streams.eval_pool import EvalPool
 from streams.outcomes import Publisher
 from streams.rules import RouteMatcher
 from streams.settings import Settings
+from streams.silence_reader import SilenceBook
 from streams.templates import TemplateRenderer
 from streams.topics import Topics
 
@@ -50,6 +51,8 @@ class PosteeApp(faust.App):
     renderer: TemplateRenderer
     #: The evaluator processes (`router.install` creates it; it starts with the app).
     engine: EvalPool
+    #: The silences of `<prefix>.silences` (`router.install` creates it).
+    silences: SilenceBook
     postee_topics: Topics
     publisher: Publisher
     metrics: metrics.Metrics
@@ -110,7 +113,10 @@ def create_app(
     app.postee_topics = Topics(app, settings)
     app.metrics = metrics.Metrics()
     app.metrics.watch_lag(lambda: consumer_lag(app))
-    app.publisher = Publisher(app.postee_topics, settings.ingest.max_record_bytes, app.metrics)
+    limited = {name: a for name, a in config.actions.items() if a.rate_limit is not None}
+    app.publisher = Publisher(
+        app.postee_topics, settings.ingest.max_record_bytes, app.metrics, limited
+    )
     return app
 
 

@@ -12,14 +12,14 @@ import logging
 import logging.config
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from streams import config as config_module
 from streams import output_fit, records, tracing
@@ -500,3 +500,127 @@ def _show_entries(entries: list[Any], as_json: bool) -> None:
     for entry in entries:
         table.add_row(entry.at.isoformat(timespec="milliseconds"), entry.kind, describe(entry))
     Console().print(table)
+
+
+@main.group("silence")
+def silence_group() -> None:
+    """Silence routes for a while: matching events are recorded as silenced, not run."""
+
+
+@silence_group.command("add")
+@config_option
+@bootstrap_option
+@prefix_option
+@click.option("--route", help="silence this route (with --rule: only for events it matches)")
+@click.option("--rule", help="a Rego rule body, evaluated like a route's input: on the event")
+@click.option("--start", default="now", show_default=True, help="ISO 8601, 'now', or an age (2h)")
+@click.option("--end", help="when it ends: ISO 8601")
+@click.option("--for", "duration", help="how long it lasts from --start: 30m, 2h, 1d, 90s")
+@click.option("--author", envvar="USER", required=True, help="who silences [env USER]")
+@click.option("--comment", required=True, help="why")
+def silence_add(
+    config: str | None,
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    route: str | None,
+    rule: str | None,
+    start: str,
+    end: str | None,
+    duration: str | None,
+    author: str,
+    comment: str,
+) -> None:
+    """Add a silence; prints its id."""
+    from streams import silence_admin, silences
+
+    settings = _settings(config, bootstrap, topic_prefix)
+    if route is None and rule is None:
+        raise click.UsageError("give --route, --rule, or both")
+    if (end is None) == (duration is None):
+        raise click.UsageError("give --end or --for (one of them)")
+    try:
+        begins = parse_time(start)
+        ends = parse_time(end) if end else begins + timedelta(seconds=_seconds(str(duration)))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if ends <= begins:
+        raise click.BadParameter(f"the silence would end ({ends}) before it starts ({begins})")
+    if route is not None and _read(settings).route(route) is None:
+        raise click.BadParameter(f"no route named '{route}' in {settings.config_path}")
+    if rule is not None:
+        errors = RouteMatcher.check([RouteRule(name="--rule", input=rule)])
+        if errors:
+            _fail([ConfigError(e.message, key="--rule") for e in errors])
+    silence = silences.Silence(
+        id=silences.new_silence_id(),
+        start=records.iso(begins),
+        end=records.iso(ends),
+        author=author,
+        comment=comment,
+        created_at=records.utc_now(),
+        route=route,
+        rule=rule,
+    )
+    asyncio.run(silence_admin.write_silence(settings, silence))
+    click.echo(silence.id)
+
+
+def _seconds(duration: str) -> float:
+    seconds = config_module.parse_duration_s(duration)
+    if seconds <= 0:
+        raise ValueError(f"--for must be a positive duration, got {duration!r}")
+    return seconds
+
+
+@silence_group.command("list")
+@bootstrap_option
+@prefix_option
+@click.option("--all", "show_all", is_flag=True, help="also the silences that ended")
+@click.option("--json", "as_json", is_flag=True, help="print JSON Lines")
+def silence_list(
+    bootstrap: str | None, topic_prefix: str | None, show_all: bool, as_json: bool
+) -> None:
+    """List the silences that hold now or later (--all: also those that ended)."""
+    from streams import silence_admin
+
+    settings = _settings(None, bootstrap, topic_prefix)
+    now = datetime.now(UTC)
+    found = asyncio.run(silence_admin.read_silences(settings)).values()
+    shown = sorted(
+        (s for s in found if show_all or s.state(now) in ("active", "pending")),
+        key=lambda s: s.start,
+    )
+    if as_json:
+        for s in shown:
+            click.echo(json.dumps({**s.to_dict(), "state": s.state(now)}, ensure_ascii=False))
+        return
+    table = Table("state", "matcher", "start", "end", "author", "comment")
+    table.columns.insert(0, Column("id", no_wrap=True))
+    for s in shown:
+        state = s.state(now) + (f" by {s.expired_by}" if s.expired_by else "")
+        table.add_row(s.id, state, s.matcher(), s.start, s.end, s.author, s.comment)
+    Console().print(table)
+
+
+@silence_group.command("expire")
+@bootstrap_option
+@prefix_option
+@click.argument("silence_id")
+@click.option("--author", envvar="USER", required=True, help="who expires it [env USER]")
+def silence_expire(
+    bootstrap: str | None, topic_prefix: str | None, silence_id: str, author: str
+) -> None:
+    """End a silence now (it stays listed with --all, naming who ended it)."""
+    from streams import silence_admin
+
+    settings = _settings(None, bootstrap, topic_prefix)
+    now = datetime.now(UTC)
+    found = asyncio.run(silence_admin.read_silences(settings)).get(silence_id)
+    if found is None:
+        click.echo(f"error: no silence {silence_id} on {settings.topics.prefix}.silences", err=True)
+        raise SystemExit(1)
+    if found.state(now) in ("ended", "expired"):
+        click.echo(f"silence {silence_id} already ended at {found.end}", err=True)
+        return
+    asyncio.run(silence_admin.write_silence(settings, found.expired(author, now)))
+    click.echo(f"expired {silence_id}")

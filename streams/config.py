@@ -33,11 +33,13 @@ __all__ = [
     "Action",
     "Plugins",
     "PosteeConfig",
+    "RateLimit",
     "Route",
     "Template",
     "action_type",
     "load",
     "parse_duration_s",
+    "parse_rate",
     "rule_errors",
 ]
 
@@ -65,6 +67,24 @@ class Plugins:
     unique_message_timeout_s: int | None = None
 
 
+#: When a step of a serialized route runs, after the previous step that ran (`on:`).
+CONDITIONS = ("success", "failure", "always")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """`rate-limit: N/unit` (or `{rate: N/unit, burst: M}`) and `rate-limit-summary`.
+
+    A window opens with the first event after the previous one closed and lasts `per_s`;
+    it lets `count` through, plus what quiet windows left unused, up to `burst`."""
+
+    count: int
+    per_s: int
+    burst: int
+    summary: bool = False  #: send one summary of what was suppressed at the window's end
+    text: str = ""  #: as written, e.g. "3/h", for records and messages
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
@@ -74,6 +94,10 @@ class Route:
     template: str | None = None
     serialize_actions: bool = False
     plugins: Plugins = field(default_factory=Plugins)
+    #: `actions: [{name: x, on: success}]`: when a step of a serialized route runs
+    #: ("success" or "failure"); an action not named here runs always (upstream).
+    conditions: Mapping[str, str] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None  #: counted per matching event, across workers
 
     def as_rule(self) -> rules.RouteRule:
         return rules.RouteRule(name=self.name, input=self.input, input_files=self.input_files)
@@ -95,6 +119,7 @@ class Action:
     params: Mapping[str, Any]  #: every other key, as written (secrets stay `$VAR` references)
     #: `runs-on`: the runner that executes it (`postee runner --name`); None: the workers.
     runs_on: str | None = None
+    rate_limit: RateLimit | None = None  #: counted per command, across routes and workers
 
 
 @dataclass(frozen=True)
@@ -122,6 +147,7 @@ def load(
     text = _read_text(path)
     raw = _without_empty_values(path, _parse_yaml(path, text))
     errors = list(_schema_errors(path, raw))
+    errors += [] if errors else list(_rate_errors(path, raw))
     if errors:
         raise ConfigErrors(errors)
     _warn_unknown_keys(path, raw)
@@ -226,7 +252,25 @@ def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
         raise ConfigError("the top level must be a mapping (routes, templates, actions)", file=path)
     if "actions" in raw and "outputs" in raw:
         raise ConfigError("give either 'actions' or the older 'outputs', not both", file=path)
+    _restore_on_keys(raw)
     return raw
+
+
+def _restore_on_keys(raw: dict[str, Any]) -> None:
+    """YAML 1.1 (PyYAML) reads a bare `on` key as the boolean true: in a route's step
+    entries (`{name: x, on: success}`) it is put back as the key `on`."""
+    for route in raw.get("routes") or []:
+        if not isinstance(route, dict):
+            continue
+        for key in ("actions", "outputs"):
+            steps = route.get(key)
+            if isinstance(steps, list):
+                route[key] = [
+                    {("on" if k is True else k): v for k, v in s.items()}
+                    if isinstance(s, dict)
+                    else s
+                    for s in steps
+                ]
 
 
 @cache
@@ -387,7 +431,7 @@ def _action_list(raw: Mapping[str, Any]) -> Sequence[Any]:
 
 
 def _actions(raw: Mapping[str, Any]) -> dict[str, Action]:
-    common = {"name", "type", "enable", "runs-on"}
+    common = {"name", "type", "enable", "runs-on", "rate-limit", "rate-limit-summary"}
     return {
         item["name"]: Action(
             name=item["name"],
@@ -396,9 +440,35 @@ def _actions(raw: Mapping[str, Any]) -> dict[str, Action]:
             enable=bool(item.get("enable", False)),
             params=MappingProxyType({k: v for k, v in item.items() if k not in common}),
             runs_on=item.get("runs-on"),
+            rate_limit=_rate_limit(item),
         )
         for item in _action_list(raw)
     }
+
+
+_RATE = re.compile(r"(\d+)/(\d*)([smhd])")
+_RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _rate_limit(item: Mapping[str, Any]) -> RateLimit | None:
+    """The item's `rate-limit` (already checked by the schema and `_rate_errors`)."""
+    given = item.get("rate-limit")
+    if given is None:
+        return None
+    text = given["rate"] if isinstance(given, dict) else given
+    count, per_s = parse_rate(text)
+    burst = given.get("burst", count) if isinstance(given, dict) else count
+    summary = bool(item.get("rate-limit-summary", False))
+    return RateLimit(count, per_s, max(burst, count), summary, "".join(text.split()))
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`N/unit` or `N/Kunit` as (count, window in seconds); ValueError when not."""
+    match = _RATE.fullmatch("".join(str(text).split()))
+    if match is None:
+        raise ValueError(f"not a rate: {text!r} (write N/s, N/m, N/h or N/d, e.g. 3/h)")
+    count, many, unit = match.groups()
+    return int(count), int(many or 1) * _RATE_UNITS[unit]
 
 
 def _template(item: Mapping[str, Any]) -> Template:
@@ -410,15 +480,24 @@ def _template(item: Mapping[str, Any]) -> Template:
     )
 
 
+def _steps(item: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """A route's `actions` as (name, `on` or None): plain names, or `{name, on}` entries."""
+    entries = item.get("actions") or item.get("outputs") or []
+    return [(e, None) if isinstance(e, str) else (e["name"], e.get("on")) for e in entries]
+
+
 def _route(item: Mapping[str, Any], rego_filters_path: Path) -> Route:
     plugins = item.get("plugins") or {}
     timeout = plugins.get("aggregate-message-timeout")
     unique_timeout = plugins.get("unique-message-timeout")
+    steps = _steps(item)
     return Route(
         name=item["name"],
         input=item.get("input") or None,
         input_files=tuple(rego_filters_path / f for f in item.get("input-files") or []),
-        actions=tuple(item.get("actions") or item.get("outputs") or []),
+        actions=tuple(name for name, _ in steps),
+        conditions=MappingProxyType({n: on for n, on in steps if on and on != "always"}),
+        rate_limit=_rate_limit(item),
         template=item.get("template") or None,
         serialize_actions=bool(item.get("serialize-actions", item.get("serialize-outputs", False))),
         plugins=Plugins(
@@ -430,10 +509,79 @@ def _route(item: Mapping[str, Any], rego_filters_path: Path) -> Route:
     )
 
 
+def _rate_errors(path: Path, raw: Mapping[str, Any]) -> Iterator[ConfigError]:
+    """What the schema cannot say about `rate-limit` and `rate-limit-summary`."""
+    places = [("route", r) for r in raw.get("routes") or []]
+    places += [("action", a) for a in _action_list(raw)]
+    for label, item in places:
+        where = f"{label} '{item.get('name')}'"
+        given = item.get("rate-limit")
+        if given is None:
+            if "rate-limit-summary" in item:
+                yield ConfigError(
+                    "needs a rate-limit to summarise",
+                    file=path,
+                    where=where,
+                    key="rate-limit-summary",
+                )
+            continue
+        text = given.get("rate") if isinstance(given, dict) else given
+        key = "rate-limit.rate" if isinstance(given, dict) else "rate-limit"
+        try:
+            count, _ = parse_rate(str(text))
+        except ValueError as exc:
+            yield ConfigError(str(exc), file=path, where=where, key=key)
+            continue
+        if count < 1:
+            yield ConfigError(
+                f"{text!r} lets nothing through: the count must be at least 1",
+                file=path,
+                where=where,
+                key=key,
+            )
+        burst = given.get("burst") if isinstance(given, dict) else None
+        if isinstance(burst, int) and burst < count:
+            yield ConfigError(
+                f"burst {burst} is below the rate's count {count}: it must be at least that",
+                file=path,
+                where=where,
+                key="rate-limit.burst",
+            )
+
+
+def _condition_errors(config: PosteeConfig, raw: Mapping[str, Any]) -> Iterator[ConfigError]:
+    """`on:` belongs to the steps of a serialized route after the first."""
+    for item in raw.get("routes") or []:
+        route = config.route(item["name"])
+        if route is None:
+            continue
+        where = f"route '{route.name}'"
+        for index, (name, on) in enumerate(_steps(item)):
+            if on is None:
+                continue
+            if not route.serialize_actions:
+                yield ConfigError(
+                    f"action '{name}' has 'on: {on}', but the route's actions run side by "
+                    "side: 'on' needs serialize-actions: true",
+                    file=config.file,
+                    where=where,
+                    key=f"actions.{index}.on",
+                )
+            elif index == 0 and on != "always":
+                yield ConfigError(
+                    f"action '{name}' is the first step: no step runs before it, so "
+                    f"'on: {on}' could never be decided",
+                    file=config.file,
+                    where=where,
+                    key=f"actions.{index}.on",
+                )
+
+
 def _reference_errors(config: PosteeConfig, raw: Mapping[str, Any]) -> Iterator[ConfigError]:
     yield from _duplicates(config.file, "route", [r["name"] for r in raw.get("routes") or []])
     yield from _duplicates(config.file, "action", [a["name"] for a in _action_list(raw)])
     yield from _duplicates(config.file, "template", [t["name"] for t in raw.get("templates") or []])
+    yield from _condition_errors(config, raw)
     for route in config.routes:
         where = f"route '{route.name}'"
         for name in route.actions:

@@ -34,7 +34,7 @@ from typing import Any
 from mode import Service
 
 import streams
-from streams.evaluator import HEADER, READY, EngineSpec, Evaluation
+from streams.evaluator import HEADER, READY, EngineSpec, Evaluation, SilenceRules
 from streams.settings import EngineSettings
 
 __all__ = ["DEPTH", "EvalPool"]
@@ -96,8 +96,11 @@ class EvalPool(Service):
 
     # -- public ---------------------------------------------------------------------------
 
-    async def evaluate(self, raw: bytes, only: str | None = None) -> Evaluation:
-        result: Evaluation = await self._submit("event", raw, only)
+    async def evaluate(
+        self, raw: bytes, only: str | None = None, silences: SilenceRules = ()
+    ) -> Evaluation:
+        """Routes, templates and the rule silences given (see evaluator.py), in one job."""
+        result: Evaluation = await self._submit("event", raw, (only, silences))
         return result
 
     async def render_batch(

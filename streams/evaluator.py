@@ -16,6 +16,15 @@ Two things keep the engine's cost down, because converting the input is most of 
   `input["k"]`), the engine sees an event pruned to those subtrees; any other use of
   `input` (bare, `input[x]`, `with input`, an interpolated string) turns pruning off.
   Templates always get the whole event.
+
+Silences with a Rego matcher (`silences.py`) change while the worker runs, so they cannot
+be part of the spec compiled at start. The router sends the active ones, as (id, rule
+body) pairs, with each event; `evaluate` compiles a set the first time it sees it (one
+bundle, like the routes: one engine call per event) and keeps the last few sets, so a
+set costs one compile per process, not one per event. They are evaluated on the whole
+event (never the routes' pruned one) in the same job as the routes: no extra round trip,
+and never on the event loop. A rule that does not compile is left out of its set and
+named in `Evaluation.silence_errors`.
 """
 
 from __future__ import annotations
@@ -28,11 +37,11 @@ import socket
 import struct
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from streams import rego
-from streams.rules import RouteMatcher, RuleEvaluationError
+from streams.rules import RouteMatcher, RouteRule, RuleCompileError, RuleEvaluationError
 from streams.templates import TemplateError, TemplateRenderer
 
 if TYPE_CHECKING:  # evaluator processes do not import the config (and its actions)
@@ -45,6 +54,7 @@ __all__ = [
     "EngineSpec",
     "Evaluation",
     "Evaluator",
+    "SilenceRules",
     "input_paths",
     "input_refusal",
     "project",
@@ -52,6 +62,11 @@ __all__ = [
 ]
 
 Path = tuple[str, ...]
+#: Rule silences handed to `Evaluator.evaluate`: (silence id, Rego rule body), sorted.
+SilenceRules = tuple[tuple[str, str], ...]
+
+#: Compiled rule-silence sets an evaluator keeps (the set changes only when silences do).
+MAX_SILENCE_SETS = 4
 
 #: Stack of the engine thread in an evaluator process (virtual; only touched pages count).
 #: rego-cpp's regex matching recurses once per character: the default 8 MiB stack
@@ -86,6 +101,8 @@ class Evaluation:
     rendered: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
     template_errors: Mapping[str, str] = field(default_factory=dict)  #: template -> reason
     error: str | None = None  #: the event could not be evaluated at all
+    silenced: frozenset[str] = frozenset()  #: ids of the rule silences matching the event
+    silence_errors: Mapping[str, str] = field(default_factory=dict)  #: silence id -> reason
 
 
 def input_refusal(payload: object, max_values: int, max_string_bytes: int) -> str | None:
@@ -184,15 +201,54 @@ class Evaluator:
         self._renderer = TemplateRenderer(spec.templates)
         self._route_templates = dict(spec.route_templates)
         self._paths = input_paths(self._matcher.module_texts())
+        #: Compiled rule-silence sets, most recent last (see the module docstring).
+        self._silences: dict[SilenceRules, tuple[RouteMatcher | None, dict[str, str]]] = {}
 
     @property
     def projects(self) -> bool:
         """Whether the routes get a pruned event (see the module docstring)."""
         return self._paths is not None
 
-    def evaluate(self, raw: bytes, only: str | None = None) -> Evaluation:
+    def evaluate(
+        self, raw: bytes, only: str | None = None, silences: SilenceRules = ()
+    ) -> Evaluation:
         """The routes `raw` (a JSON object, already checked by the main process) matches,
-        and their templates rendered; failures come back in the Evaluation."""
+        their templates rendered, and which of `silences` ((id, rule body) pairs) match
+        it; failures come back in the Evaluation."""
+        evaluation = self._evaluate(raw, only)
+        if not silences or evaluation.error is not None or not evaluation.matched:
+            return evaluation
+        matcher, errors = self._silence_matcher(silences)
+        silenced: frozenset[str] = frozenset()
+        if matcher is not None:
+            try:
+                payload = json.loads(raw)
+                silenced = matcher.evaluate(payload, encoded=_full_text(raw, payload))
+            except RuleEvaluationError as exc:
+                errors = {**errors, **dict.fromkeys(exc.routes, exc.reason)}
+                silenced = exc.matched
+        return replace(evaluation, silenced=silenced, silence_errors=errors)
+
+    def _silence_matcher(
+        self, silences: SilenceRules
+    ) -> tuple[RouteMatcher | None, dict[str, str]]:
+        if silences not in self._silences:
+            rules = [RouteRule(name=sid, input=body) for sid, body in silences]
+            ids = {sid for sid, _ in silences}
+            # Each rule is compiled alone first: one bad rule does not hide the others.
+            bad = {e.route: e.message for e in RouteMatcher.check(rules) if e.route in ids}
+            good = [r for r in rules if r.name not in bad]
+            matcher: RouteMatcher | None = None
+            try:
+                matcher = RouteMatcher.compile(good) if good else None
+            except RuleCompileError as exc:
+                bad |= {r.name: exc.message for r in good}
+            while len(self._silences) >= MAX_SILENCE_SETS:
+                self._silences.pop(next(iter(self._silences)))
+            self._silences[silences] = (matcher, bad)
+        return self._silences[silences]
+
+    def _evaluate(self, raw: bytes, only: str | None) -> Evaluation:
         try:
             payload = json.loads(raw)
             full = _full_text(raw, payload)
@@ -258,7 +314,8 @@ def _answer_jobs(sock: socket.socket) -> None:
         job_id, kind, first, second = job
         result: object
         if kind == "event":
-            result = evaluator.evaluate(first, second)
+            only, silences = second
+            result = evaluator.evaluate(first, only, silences)
         else:
             try:
                 rendered = evaluator.render_batch(first, second)

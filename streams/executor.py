@@ -226,7 +226,20 @@ async def _run_recorded(
                 attempts=run.errors,
             )
         )
-    following = None if again else command.following()  # a redrive repeats only this one
+    # A redrive repeats only this one. Steps whose `on:` this status does not meet end
+    # their story with a skipped outcome saying why.
+    skipped, following = ([], None) if again else command.after(last.status)
+    if skipped:
+        await publisher.send(
+            *(
+                publisher.outcome(
+                    records.outcome_without_run(
+                        step, "skipped", detail={"reason": why}, runner=runner
+                    )
+                )
+                for step, why in skipped
+            )
+        )
     if following is not None:
         # The next step travels like its head did: by reference when its event is large.
         await publisher.send(publisher.command(following))

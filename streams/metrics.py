@@ -21,6 +21,7 @@ ingest, outcomes, plugin agent); what they count is decided here.
     postee_action_duration_seconds{type}              one attempt of an action
     postee_event_to_outcome_seconds{type}             event arrival to its command's last outcome
     postee_consumer_lag{topic}                        records not yet read, this worker's partitions
+    postee_silences_active                            silences this worker applies now
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ class Metrics:
     def watch_lag(self, source: LagSource) -> None:
         self.registry.register(_LagCollector(source))
 
+    def watch_silences(self, count: Callable[[], int]) -> None:
+        self.registry.register(_SilenceCollector(count))
+
     # --- serving -------------------------------------------------------------------------
 
     def exposition(self) -> bytes:
@@ -174,6 +178,25 @@ class Metrics:
             return response
 
         return count
+
+
+class _SilenceCollector(Collector):
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "postee_silences_active", "Silences this worker applies now (read and in time)"
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        family.add_metric([], self._count())
+        yield family
 
 
 class _LagCollector(Collector):

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
 
-from streams import metrics, records, tracing
+from streams import metrics, ratelimit, records, tracing
+from streams.config import Action
 from streams.plugins import PluginRequest
 from streams.records import Command, DlqRecord, Outcome, Routed
+from streams.silences import Silenced
 from streams.topics import Topics
 
 __all__ = ["Message", "Publisher", "ack_after", "manual_acks"]
@@ -46,14 +49,26 @@ class Publisher:
     topic, by reference); whatever still does not fit becomes a DLQ record."""
 
     def __init__(
-        self, topics: Topics, max_record_bytes: int, counts: metrics.Metrics | None = None
+        self,
+        topics: Topics,
+        max_record_bytes: int,
+        counts: metrics.Metrics | None = None,
+        limited: Mapping[str, Action] | None = None,
     ) -> None:
         self.topics = topics
         self.max_record_bytes = max_record_bytes
         self.metrics = counts or metrics.Metrics()
+        #: Actions with a `rate-limit`: their commands go to the plugin agent first.
+        self.limited = dict(limited or {})
 
-    def command(self, command: Command) -> Message:
-        """To the runner of the action's `runs-on`, else to the workers of its type."""
+    def command(self, command: Command, *, limit: bool = True) -> Message:
+        """To the runner of the action's `runs-on`, else to the workers of its type; for
+        an action with a rate limit (unless `limit=False`: the limit agreed already, or a
+        summary), to the plugin agent that counts it (ratelimit.py)."""
+        action = self.limited.get(command.action) if limit else None
+        if action is not None:
+            now_ms = time.time_ns() // 1_000_000
+            return self.plugin_request(ratelimit.action_request(action, command, now_ms))
         if command.runs_on:
             topic = self.topics.runner(command.runs_on)
         else:
@@ -90,6 +105,9 @@ class Publisher:
     def routed(self, routed: Routed) -> Message:
         self.metrics.routed(routed)
         return Message(self.topics.outcomes, routed.event_id, routed.to_json(), tracing.inject())
+
+    def silenced(self, record: Silenced) -> Message:
+        return Message(self.topics.outcomes, record.event_id, record.to_json())
 
     def outcome(self, outcome: Outcome) -> Message:
         self.metrics.outcome(outcome)

@@ -1,4 +1,4 @@
-"""The plugin agent: deduplication and aggregation state in Faust tables.
+"""The plugin agent: deduplication, rate-limit and aggregation state in Faust tables.
 
 It consumes `<prefix>.plugins`, keyed by plugin key, so each key's requests reach the one
 worker that owns that partition and its table entries, in order; the tables' changelog
@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import faust
 
-from streams import plugins, records, tracing
+from streams import plugins, ratelimit, records, tracing
 from streams.app import PosteeApp
 from streams.errors import EventError
 from streams.outcomes import Message, manual_acks
@@ -50,6 +51,12 @@ class PluginState:
         )
         self.batches = app.Table(
             "aggregation-batches",
+            partitions=partitions,
+            schema=json_schema,
+        )
+        #: Rate-limit windows by key (`rate|route|<name>`, `rate|action|<name>`).
+        self.rates = app.Table(
+            "rate-limit-windows",
             partitions=partitions,
             schema=json_schema,
         )
@@ -87,6 +94,10 @@ async def handle(app: PosteeApp, state: PluginState, event: faust.EventT[bytes])
         await _dedupe(app, state, request)
     elif request.kind == "aggregate":
         await _aggregate(app, state, request)
+    elif request.kind == "rate":
+        await _rate(app, state, request)
+    elif request.kind == "rate_flush":
+        await _rate_flush(app, state, request)
     else:
         await _flush(app, state, request)
 
@@ -117,10 +128,16 @@ async def _dedupe(app: PosteeApp, state: PluginState, request: PluginRequest) ->
 
 
 def _forward(app: PosteeApp, request: PluginRequest) -> list[Message]:
-    """Commands of a passing event: to aggregation if the route aggregates, else out."""
+    """Commands of a passing event: to the route's rate limit (after dedupe), then to
+    aggregation if the route aggregates, else out."""
+    route = app.config.route(request.route)
+    if request.then_rate and route is not None and route.rate_limit is not None:
+        rate = ratelimit.route_request(
+            route, request.commands, request.at_ms, request.then_aggregate
+        )
+        return [app.publisher.plugin_request(rate)]
     if not request.then_aggregate:
         return [app.publisher.command(c) for c in request.commands]
-    route = app.config.route(request.route)
     if route is None:  # the config changed under a queued request: issue plainly
         return [app.publisher.command(c) for c in request.commands]
     chain = [c for head in request.commands for c in head.expanded()]
@@ -128,6 +145,49 @@ def _forward(app: PosteeApp, request: PluginRequest) -> list[Message]:
         app.publisher.plugin_request(r)
         for r in plugins.aggregation_requests(route, chain, request.at_ms)
     ]
+
+
+async def _rate(app: PosteeApp, state: PluginState, request: PluginRequest) -> None:
+    """One event of a limited route, or one command of a limited action: issued (or
+    handed on) within the limit; else a rate_limited record and skipped outcomes."""
+    entry, passes, ended = ratelimit.admit(state.rates.get(request.key), request, _now_ms())
+    state.rates[request.key] = entry
+    app.metrics.plugin_decision("rate_limited", "passed" if passes else "limited")
+    messages = _summaries(app, request.key, ended) if ended else []
+    if passes and request.action is not None:  # an action's limit: the command goes out
+        messages += [app.publisher.command(c, limit=False) for c in request.commands]
+    elif passes:
+        messages += _forward(app, replace(request, then_rate=False))
+    else:
+        record = ratelimit.limited_record(entry, request)
+        messages.append(Message(app.postee_topics.outcomes, record.event_id, record.to_json()))
+        what = f"action '{request.action}'" if request.action else f"route '{request.route}'"
+        why = f"rate limited: {what} allows {entry['limit']} (window {record.window_start} on)"
+        for head in request.commands:
+            for i, command in enumerate(head.expanded()):
+                reason = why if i == 0 else f"not run: step '{head.action}' before it was {why}"
+                outcome = records.outcome_without_run(
+                    command, "skipped", detail={"reason": reason, "rate_limited": True}
+                )
+                messages.append(app.publisher.outcome(outcome))
+    await app.publisher.send(*messages)
+
+
+async def _rate_flush(app: PosteeApp, state: PluginState, request: PluginRequest) -> None:
+    entry = state.rates.get(request.key)
+    state.flush_asked.discard((request.key, int(request.opened_ms or 0)))
+    if entry is None or entry["start_ms"] != request.opened_ms:
+        return  # a newer window: its first event closed this one already
+    if not ratelimit.due(entry, _now_ms()):
+        return
+    state.rates[request.key] = {**entry, "closed": True, "suppressed": 0, "sample": []}
+    await app.publisher.send(*_summaries(app, request.key, entry))
+
+
+def _summaries(app: PosteeApp, key: str, ended: dict[str, Any]) -> list[Message]:
+    """The summary of a window that suppressed something; the limit does not apply."""
+    commands = ratelimit.summary_commands(key, ended, app.config)
+    return [app.publisher.command(c, limit=False) for c in commands]
 
 
 async def _aggregate(app: PosteeApp, state: PluginState, request: PluginRequest) -> None:
@@ -185,18 +245,25 @@ async def _close(app: PosteeApp, batch: dict[str, Any]) -> Command:
 
 
 async def ask_flushes(app: PosteeApp, state: PluginState) -> None:
+    """Ask each due aggregation batch and rate-limit window (of this worker's partitions)
+    to close, on its own partition."""
     now = _now_ms()
-    due = [
-        (key, batch)
-        for key, batch in list(state.batches.items())
-        if plugins.batch_due(batch, now) and (key, batch["opened_ms"]) not in state.flush_asked
+    tables: list[tuple[Any, Literal["flush", "rate_flush"], str, Any]] = [
+        (state.batches, "flush", "opened_ms", plugins.batch_due),
+        (state.rates, "rate_flush", "start_ms", ratelimit.due),
     ]
-    for key, batch in due:
-        state.flush_asked.add((key, batch["opened_ms"]))
-        flush = PluginRequest(
-            kind="flush", key=key, route=batch["route"], at_ms=now, opened_ms=batch["opened_ms"]
-        )
-        await app.publisher.send(app.publisher.plugin_request(flush))
+    for table, flush_kind, opened, is_due in tables:
+        due = [
+            (key, entry)
+            for key, entry in list(table.items())
+            if is_due(entry, now) and (key, entry[opened]) not in state.flush_asked
+        ]
+        for key, entry in due:
+            state.flush_asked.add((key, entry[opened]))
+            flush = PluginRequest(
+                kind=flush_kind, key=key, route=entry["route"], at_ms=now, opened_ms=entry[opened]
+            )
+            await app.publisher.send(app.publisher.plugin_request(flush))
 
 
 def _now_ms() -> int:

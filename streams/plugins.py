@@ -47,7 +47,7 @@ MAX_BATCH_EVENTS = 500
 
 @dataclass(frozen=True)
 class PluginRequest(JsonRecord):
-    kind: Literal["dedupe", "aggregate", "flush"]
+    kind: Literal["dedupe", "aggregate", "flush", "rate", "rate_flush"]
     key: str  #: the dedupe or aggregation key; also the record key, hence the partition
     route: str
     at_ms: int  #: event time (dedupe TTL) or request time
@@ -59,6 +59,10 @@ class PluginRequest(JsonRecord):
     number: int | None = None
     timeout_s: int | None = None
     opened_ms: int | None = None  #: flush: the batch this flush is for
+    then_rate: bool = False  #: dedupe: hand passing commands on to the route's rate limit
+    burst: int | None = None  #: rate: the most a window lets through (see ratelimit.py)
+    summary: bool = False  #: rate: summarise what a window suppressed at its end
+    limit: str | None = None  #: rate: as written, e.g. "3/h"
 
 
 @dataclass(frozen=True)

@@ -346,6 +346,9 @@ class ChainStep(JsonRecord):
     type: str
     runs_on: str | None = None  #: the step's own runner (None: the workers)
     template_error: str | None = None  #: why this step cannot run (its own, or the route's)
+    #: When it runs, after the previous step that ran: "success" (it succeeded or was a
+    #: dry run), "failure" (it failed) or "always" (upstream's only behaviour).
+    on: Literal["success", "failure", "always"] = "always"
 
 
 @dataclass(frozen=True)
@@ -407,6 +410,25 @@ class Command(JsonRecord):
             issued_at=utc_now(),
         )
 
+    def after(self, status: Status) -> tuple[list[tuple[Command, str]], Command | None]:
+        """What follows this command's terminal `status` in its chain: the steps whose
+        `on` the status does not meet (each with why it does not run), and the next
+        command to issue. A step that does not run is transparent: the step after it is
+        decided by this same status."""
+        result = "failure" if status == "failed" else "success"
+        skipped: list[tuple[Command, str]] = []
+        current: Command = self
+        while current.then:
+            step, following = current.then[0], current.following()
+            assert following is not None
+            if step.on in ("always", result):
+                return skipped, following
+            done = "failed" if result == "failure" else "succeeded"
+            reason = f"previous step (action '{self.action}') {done}; this step runs on {step.on}"
+            skipped.append((following, reason))
+            current = following
+        return skipped, None
+
     def expanded(self) -> list[Command]:
         """This command and every later one of its chain, each on its own."""
         chain: list[Command] = []
@@ -445,6 +467,8 @@ class Routed(JsonRecord):
     error: str | None = None
     replay_id: str | None = None
     config_version: str | None = None  #: the config whose routes decided
+    #: Matched routes that silences held back: [{"route", "silences": [ids]}].
+    silenced: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

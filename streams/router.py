@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 import faust
 
@@ -21,6 +22,7 @@ from streams.config import PosteeConfig
 from streams.errors import EventError
 from streams.outcomes import Message, ack_after, manual_acks
 from streams.records import Routed
+from streams.silence_reader import SilenceBook
 
 __all__ = ["install"]
 
@@ -38,6 +40,9 @@ _Routing = tuple[faust.EventT[bytes], "asyncio.Future[list[Message]]"]
 def install(app: PosteeApp) -> None:
     """The router agent, and the evaluator pool it uses (started with the app)."""
     reload.start_engine(app)
+    app.silences = SilenceBook(app.settings)
+    app.add_dependency(app.silences)
+    app.metrics.watch_silences(lambda: len(app.silences.active(datetime.now(UTC))))
 
     async def route_events(stream: faust.StreamT[bytes]) -> None:
         manual = manual_acks(stream)
@@ -102,12 +107,16 @@ async def _route(app: PosteeApp, event: faust.EventT[bytes], span: tracing.Span)
     # config whose engine evaluated it (its version is the one on the records).
     config, engine = app.config, app.engine
     try:
-        evaluation = await engine.evaluate(raw or b"", incoming.only_route)
+        if not app.silences.loaded.is_set():  # the silences written before we started
+            await app.silences.loaded.wait()
+        silences = app.silences.active(datetime.now(UTC))
+        rules = tuple(sorted(s.rule_key for s in silences if s.rule_key))
+        evaluation = await engine.evaluate(raw or b"", incoming.only_route, rules)
         if evaluation.error is not None:
             span.fail("evaluation failed")
             return _route_failure(app, event, incoming, evaluation.error, config)
         at_ms = plugins.event_time_ms(incoming, int(event.message.timestamp * 1000))
-        decision = routing.decide(incoming, config, evaluation, at_ms)
+        decision = routing.decide(incoming, config, evaluation, at_ms, silences)
     except Exception as exc:  # a bug must not stop the stream: record it and go on
         log.exception(
             "routing event %s failed", incoming.event_id, extra={"event_id": incoming.event_id}
@@ -117,8 +126,10 @@ async def _route(app: PosteeApp, event: faust.EventT[bytes], span: tracing.Span)
         return _route_failure(app, event, incoming, reason, config)
     span.set("postee.routes", decision.routed.routes)
     span.set("postee.commands", len(decision.commands))
+    held = [publisher.silenced(decision.silenced)] if decision.silenced else []
     return [
         publisher.routed(decision.routed),
+        *held,
         *(publisher.command(c) for c in decision.commands),
         *(publisher.plugin_request(r) for r in decision.plugin_requests),
     ]

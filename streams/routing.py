@@ -6,16 +6,18 @@ what it returns. Keeping it pure is what makes replaying an event give the same 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from actions.substitution import substitute
-from streams import records
+from streams import ratelimit, records
 from streams.config import Action, PosteeConfig, Route
 from streams.evaluator import Evaluation
 from streams.plugins import PluginRequest, aggregation_requests, dedupe_key
 from streams.records import ChainStep, Command, CommandRef, IncomingEvent, Routed
 from streams.settings import RUNNER_NAME
+from streams.silences import Silence, Silenced, describe, silenced_routes
 
 __all__ = ["Decision", "decide"]
 
@@ -28,6 +30,8 @@ class Decision:
     commands: tuple[Command, ...]
     #: Commands of routes with plugins go to the plugin agent instead (see plugins.py).
     plugin_requests: tuple[PluginRequest, ...] = ()
+    #: What the active silences held back (None when they held nothing).
+    silenced: Silenced | None = None
 
 
 def decide(
@@ -35,17 +39,25 @@ def decide(
     config: PosteeConfig,
     evaluation: Evaluation,
     at_ms: int = 0,
+    silences: Sequence[Silence] = (),
 ) -> Decision:
     """Build the commands of an event the engine has evaluated (`evaluator.py`: the
-    matched routes and their rendered templates)."""
+    matched routes, their rendered templates, the rule silences matching it). A route
+    held by one of the active `silences` issues nothing; the decision says so."""
     routes = [r for r in config.routes if r.name in evaluation.matched]
     now = records.utc_now()
     commands: list[Command] = []
     requests: list[PluginRequest] = []
     refs: list[CommandRef] = []
     skipped: list[dict[str, str]] = []
-    notes: list[dict[str, str]] = []
+    notes = [
+        {"route": "(silences)", "note": f"silence {sid} ignored: its rule fails: {why}"}
+        for sid, why in sorted(evaluation.silence_errors.items())
+    ]
+    held = silenced_routes([r.name for r in routes], silences, evaluation.silenced)
     for route in routes:
+        if route.name in held:
+            continue
         rendered = _render(route, evaluation)
         chain = _route_commands(event, route, config, now, rendered)
         skipped += [
@@ -55,7 +67,7 @@ def decide(
         ]
         if not chain:
             continue
-        head = [_chained(chain)] if route.serialize_actions else chain
+        head = [_chained(chain, route)] if route.serialize_actions else chain
         plugin, route_requests, note = _plugins(route, event, head, at_ms)
         if note:
             notes.append({"route": route.name, "note": note})
@@ -85,14 +97,46 @@ def decide(
         at=now,
         replay_id=event.replay_id,
         config_version=config.version,
+        silenced=[{"route": r, "silences": ids} for r, ids in held.items()],
     )
-    return Decision(routed=routed, commands=tuple(commands), plugin_requests=tuple(requests))
+    return Decision(
+        routed=routed,
+        commands=tuple(commands),
+        plugin_requests=tuple(requests),
+        silenced=_silenced(event, config, held, silences, now),
+    )
+
+
+def _silenced(
+    event: IncomingEvent,
+    config: PosteeConfig,
+    held: dict[str, list[str]],
+    silences: Sequence[Silence],
+    now: str,
+) -> Silenced | None:
+    if not held:
+        return None
+    used = {sid for ids in held.values() for sid in ids}
+    routes = []
+    for name, ids in held.items():
+        route = config.route(name)
+        names = [a for a in route.actions if config.actions[a].enable] if route else []
+        routes.append({"route": name, "silences": ids, "actions": names})
+    return Silenced(
+        event_id=event.event_id,
+        at=now,
+        routes=routes,
+        silences=[describe(s) for s in silences if s.id in used],
+        replay_id=event.replay_id,
+    )
 
 
 def _plugins(
     route: Route, event: IncomingEvent, head: list[Command], at_ms: int
 ) -> tuple[str | None, list[PluginRequest], str | None]:
-    """(the plugin deferring the route's commands, its requests, a note for the record)."""
+    """(the plugin deferring the route's commands, its requests, a note for the record).
+    In order: dedupe, then the route's rate limit, then aggregation; each stage hands
+    what passes to the next (plugin_agent.py)."""
     plugins = route.plugins
     aggregates = bool(plugins.aggregate_message_number or plugins.aggregate_message_timeout_s)
     note = None
@@ -110,12 +154,15 @@ def _plugins(
                 commands=head,
                 ttl_s=plugins.unique_message_timeout_s,
                 then_aggregate=aggregates,
+                then_rate=route.rate_limit is not None,
             )
             return "dedupe", [request], None
         note = (
             "not deduplicated: the event has none of the unique-message-props "
             f"({', '.join(plugins.unique_message_props)})"
         )
+    if route.rate_limit is not None:
+        return "rate-limit", [ratelimit.route_request(route, head, at_ms, aggregates)], note
     if aggregates:
         chain = [c for command in head for c in command.expanded()]
         return "aggregate", aggregation_requests(route, chain, at_ms), note
@@ -184,8 +231,22 @@ def _runner_of(action: Action, payload: dict[str, Any]) -> tuple[str | None, str
     return None, f"runs-on '{action.runs_on}': the event names no runner (got {name[:100]!r})"
 
 
-def _chained(chain: list[Command]) -> Command:
-    """The first command, naming the others in order."""
+def _chained(chain: list[Command], route: Route) -> Command:
+    """The first command, naming the others in order, each with its `on` condition."""
     first, *rest = chain
-    steps = (ChainStep(c.command_id, c.action, c.type, c.runs_on, c.template_error) for c in rest)
+    steps = (
+        ChainStep(
+            c.command_id,
+            c.action,
+            c.type,
+            c.runs_on,
+            c.template_error,
+            on=_condition(route.conditions.get(c.action, "always")),
+        )
+        for c in rest
+    )
     return replace(first, then=tuple(steps))
+
+
+def _condition(on: str) -> Literal["success", "failure", "always"]:
+    return "success" if on == "success" else "failure" if on == "failure" else "always"

@@ -304,7 +304,19 @@ def describe(entry: Entry) -> str:
         replay = f" [replay {v['replay_id']}]" if v.get("replay_id") else ""
         error = f"; error: {v['error']}" if v.get("error") else ""
         version = f" (config {v['config_version']})" if v.get("config_version") else ""
+        extra += "".join(
+            f"; {s['route']}: silenced by {', '.join(s['silences'])}" for s in v.get("silenced", [])
+        )
         return f"routes: {routes}{extra}{replay}{error}{version}"
+    if entry.kind == "silenced":
+        held = "; ".join(f"{r['route']} by {', '.join(r['silences'])}" for r in v.get("routes", []))
+        return f"silenced: {held}"
+    if entry.kind == "rate_limited":
+        what = f"action {v.get('action')}" if v.get("action") else f"route {v.get('route')}"
+        return (
+            f"rate limited: {what} allows {v.get('limit')}; #{v.get('suppressed')} over it "
+            f"in the window {v.get('window_start')} to {v.get('window_end')}"
+        )
     if entry.kind in ("deduplicated", "aggregated"):
         return f"{entry.kind} on route {v.get('route')}: {v.get('decision')} (key {v.get('key')})"
     if entry.kind == "command":
@@ -325,6 +337,9 @@ def describe(entry: Entry) -> str:
             f"{k}={detail[k]}" for k in ("exit_code", "status_code", "timed_out") if k in detail
         ]
         error = f" - {v['error']}" if v.get("error") else ""
+        error += (
+            f" ({detail['reason']})" if v.get("status") == "skipped" and "reason" in detail else ""
+        )
         error += f" (on runner {v['runner']})" if v.get("runner") else ""
         return (
             f"{v.get('action')} attempt {v.get('attempt')}: {v.get('status')}"

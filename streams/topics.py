@@ -29,6 +29,7 @@ __all__ = [
     "Topics",
     "internal_specs",
     "runner_topic_name",
+    "silences_spec",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,14 @@ class Topics:
         ]
         specs += [TopicSpec(t.name(f"actions.{k}"), t.partitions, short) for k in ACTION_TYPES]
         specs.append(TopicSpec(t.name("plugins"), t.partitions, short))
+        specs.append(silences_spec(self.settings))
         return specs
+
+
+def silences_spec(settings: Settings) -> TopicSpec:
+    """Silences: compacted (the latest version of each id stays), read whole by every
+    worker (silence_reader.py); one partition is plenty for a few records."""
+    return TopicSpec(settings.topics.name("silences"), 1, None, {"cleanup.policy": "compact"})
 
 
 def internal_specs(app: faust.App) -> list[TopicSpec]:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Callable
@@ -98,6 +99,20 @@ class TopicReader:
 
 def value(message: Any) -> Any:
     return json.loads(message.value)
+
+
+def kind(name: str, **fields: object) -> Callable[[Any], bool]:
+    """Selects records of one `kind` whose fields have these values."""
+    return lambda m: (
+        (v := value(m))["kind"] == name and all(v.get(k) == x for k, x in fields.items())
+    )
+
+
+def write_config(directory: Path, text: str) -> Path:
+    """A cfg.yaml of its own (dedented) in `directory`."""
+    path = directory / f"cfg-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
 
 
 def outcomes_of(event_id: str) -> Callable[[Any], bool]:

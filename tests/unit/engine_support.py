@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from streams import config
-from streams.evaluator import EngineSpec, Evaluation, Evaluator
+from streams.evaluator import EngineSpec, Evaluation, Evaluator, SilenceRules
 from streams.rules import RouteMatcher
 from streams.templates import TemplateRenderer
 
@@ -28,8 +28,10 @@ class InlineEngine:
     def __init__(self, spec: EngineSpec) -> None:
         self.evaluator = Evaluator(spec)
 
-    async def evaluate(self, raw: bytes, only: str | None = None) -> Evaluation:
-        return self.evaluator.evaluate(raw, only)
+    async def evaluate(
+        self, raw: bytes, only: str | None = None, silences: SilenceRules = ()
+    ) -> Evaluation:
+        return self.evaluator.evaluate(raw, only, silences)
 
     async def render_batch(
         self, template: str, messages: Sequence[Mapping[str, Any]]

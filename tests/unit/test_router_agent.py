@@ -10,7 +10,7 @@ import pytest
 
 from streams import config, router
 from streams.app import create_app
-from streams.evaluator import EngineSpec, Evaluation
+from streams.evaluator import EngineSpec, Evaluation, SilenceRules
 from streams.outcomes import Message, Publisher
 from streams.rules import RouteMatcher
 from streams.settings import Settings
@@ -30,10 +30,12 @@ actions:
 class ExplodingEngine(InlineEngine):
     """Stands in for an engine failure that real rules cannot provoke on demand."""
 
-    async def evaluate(self, raw: bytes, only: str | None = None) -> Evaluation:
+    async def evaluate(
+        self, raw: bytes, only: str | None = None, silences: SilenceRules = ()
+    ) -> Evaluation:
         if json.loads(raw).get("explode"):
             return Evaluation(error="rule evaluation failed: engine said no")
-        return await super().evaluate(raw, only)
+        return await super().evaluate(raw, only, silences)
 
 
 @pytest.fixture
@@ -58,6 +60,7 @@ async def app(tmp_path: Path):
     app = create_app(settings, cfg, matcher)
     router.install(app)
     app.engine = ExplodingEngine(EngineSpec.of(cfg, matcher, TemplateRenderer({})))
+    app.silences.loaded.set()  # no broker here: no silences to read
     app.finalize()
     app.flow_control.resume()
     yield app
