@@ -11,8 +11,8 @@ from typing import Any
 from actions.base import Action, ActionRequest, ActionResult, ActionTemporaryError
 from streams import config, metrics, records, retries
 from streams.executor import execute_one
-from streams.outcomes import Message
 from streams.ledger import CommandLedger
+from streams.outcomes import Message
 from streams.settings import Settings
 
 
