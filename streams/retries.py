@@ -40,7 +40,7 @@ import asyncio
 import contextvars
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -100,10 +100,13 @@ class Retry:
         return headers
 
     @classmethod
-    def from_headers(cls, headers: Iterable[tuple[str, bytes]] | None) -> Retry | None:
+    def from_headers(
+        cls, headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None
+    ) -> Retry | None:
         """The retry a record's headers describe; None for a record without them (a
         command from a command topic). Raises ValueError on malformed headers."""
-        found = {k: v.decode("utf-8", "replace") for k, v in headers or () if v is not None}
+        items = headers.items() if isinstance(headers, Mapping) else headers or ()
+        found = {k: v.decode("utf-8", "replace") for k, v in items if v is not None}
         if HEADER_RETRY_AT not in found:
             return None
         try:
