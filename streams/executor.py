@@ -29,7 +29,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any
@@ -232,7 +232,10 @@ def _job(
 
     async def handle() -> None:
         try:
-            await execute_one(app, pool, kind, event, ledger, command=command, retry=retry)
+            # Two records of one command (a redelivered one and its retry, after a crash)
+            # run one after the other: the second then sees what the first did.
+            async with _flow(app, pool).one_at_a_time(command.command_id):
+                await execute_one(app, pool, kind, event, ledger, command=command, retry=retry)
         except Exception as exc:  # a bug must not stop the agent: record it, go on
             log.exception("command record %s failed", event.message.tp)
             reason = f"internal error: {type(exc).__name__}: {exc}"
@@ -260,7 +263,22 @@ class Flow:
         self.scheduler = retries.Scheduler(limits.max_scheduled_retries)
         self.park_delay_s = limits.park_delay_s
         self._parking: set[asyncio.Future[None]] = set()
+        self._commands: dict[str, tuple[asyncio.Lock, int]] = {}
         app.flow_control.manage_queue(self)  # type: ignore[arg-type]  # any `clear()`
+
+    @contextlib.asynccontextmanager
+    async def one_at_a_time(self, command_id: str) -> AsyncIterator[None]:
+        lock, users = self._commands.get(command_id) or (asyncio.Lock(), 0)
+        self._commands[command_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._commands[command_id]
+            if users <= 1:
+                del self._commands[command_id]
+            else:
+                self._commands[command_id] = (lock, users - 1)
 
     def clear(self) -> None:
         self.scheduler.clear()
