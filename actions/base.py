@@ -94,6 +94,9 @@ class Action:
     timeout_s: float = 60.0
     #: Attempts in all when the action raises `ActionTemporaryError` (`retries` + 1).
     max_attempts: int = 3
+    #: Commands of one action run at most this many at a time (a `concurrency` key on the
+    #: action overrides it); each action has its own slots (streams/lanes.py).
+    concurrency: int = 4
 
     async def execute(self, request: ActionRequest) -> ActionResult:
         raise NotImplementedError

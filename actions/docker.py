@@ -57,6 +57,7 @@ class DockerAction(Action):
     type = "docker"
     timeout_s = 300.0
     max_attempts = 4
+    concurrency = 2  # a container each, on the worker's machine
 
     def __init__(self, *, worker_label: str = "postee", max_output_bytes: int = 16 * 1024) -> None:
         self.worker_label = worker_label

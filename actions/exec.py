@@ -51,6 +51,7 @@ class ExecAction(Action):
     type = "exec"
     timeout_s = 60.0
     max_attempts = 1  # a script is not retried: a non-zero exit is a result
+    concurrency = 4  # a process each, on the worker's cores
 
     def __init__(self, *, timeout_s: float = 60.0, max_output_bytes: int = 16 * 1024) -> None:
         self.timeout_s = timeout_s

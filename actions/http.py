@@ -51,6 +51,7 @@ class HttpAction(Action):
     type = "http"
     timeout_s = 5.0
     max_attempts = 4  # upstream's default of no retries, plus `retries: 3` by default
+    concurrency = 16  # requests mostly wait on the network
 
     def __init__(self, *, max_response_bytes: int = 16 * 1024) -> None:
         self.max_response_bytes = max_response_bytes

@@ -47,6 +47,7 @@ class KubernetesAction(Action):
     type = "kubernetes"
     timeout_s = 30.0
     max_attempts = 4
+    concurrency = 8
 
     def __init__(self) -> None:
         #: One long-lived client per kube-config file; None: $KUBECONFIG or in-cluster.

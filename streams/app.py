@@ -97,7 +97,8 @@ def create_app(
         # A runner is its group's only member: after a crash (kill -9, a node reboot) its
         # restart waits for the dead member's session to expire before it gets its topic
         # back. Heartbeats come from a background task, so a long action does not expire it.
-        broker_session_timeout=RUNNER_SESSION_TIMEOUT_S if settings.runner_name else 60.0,
+        broker_session_timeout=settings.kafka.session_timeout_s
+        or (RUNNER_SESSION_TIMEOUT_S if settings.runner_name else 60.0),
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication,

@@ -8,7 +8,9 @@ read, and the changelog itself is compacted and deleted after that time.
 
 A command that finished is skipped on redelivery (`skipped` outcome). One that started
 but never finished (the worker died mid-run) runs again, with the same command id and a
-higher attempt number, so receivers can tell (Idempotency-Key, POSTEE_COMMAND_ID).
+higher attempt number, so receivers can tell (Idempotency-Key, POSTEE_COMMAND_ID). One
+whose next attempt waits on the retry topic (`retrying`, with `next_attempt`) ignores a
+redelivery of an earlier attempt's record: the retry record carries the command on.
 A command redriven from the DLQ runs again once per redrive id, attempts counting on.
 """
 
@@ -52,6 +54,17 @@ class CommandLedger:
         self.table[command_id] = {
             "state": "started",
             "attempt": attempt,
+            "at_ms": _now_ms(),
+            "redrive_id": redrive_id,
+        }
+
+    def retrying(self, command_id: str, attempt: int, redrive_id: str | None = None) -> None:
+        """Attempt `attempt` failed and attempt `attempt + 1` is on the retry topic: a
+        redelivery of an earlier record of this command is superseded."""
+        self.table[command_id] = {
+            "state": "retrying",
+            "attempt": attempt,
+            "next_attempt": attempt + 1,
             "at_ms": _now_ms(),
             "redrive_id": redrive_id,
         }

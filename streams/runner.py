@@ -7,7 +7,7 @@ every action type (`command-ledger-runner`, changelog
 `<prefix>-runner-<NAME>-command-ledger-runner-changelog`). Everything else is the
 executor's: outcomes (with `runner: NAME`), retries, the DLQ, the next command of a
 serialized route (to its own action's place: this runner, another one, or the workers),
-and the SIGTERM grace period.
+and the SIGTERM grace period. Its retries wait on `<prefix>.retry.runner.<NAME>`.
 
 It needs no routes and no templates: the router rendered the template into the command,
 and the runner looks the action up by name in its own config (`actions:` only).
@@ -50,6 +50,8 @@ def build_app(settings: Settings, config: PosteeConfig) -> tuple[PosteeApp, exec
     ledger = CommandLedger(app, "runner", partitions=RUNNER_PARTITIONS)
     topic = app.postee_topics.runner(name)
     executor.subscribe(app, pool, topic, "execute_runner_commands", ledger)
+    # Its retries wait on a topic of its own, `<prefix>.retry.runner.<NAME>` (one partition).
+    executor.subscribe_retries(app, pool, lambda _type: ledger)
     return app, pool
 
 

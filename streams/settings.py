@@ -48,6 +48,10 @@ class KafkaSettings:
     commands are then skipped by the ledger, or rerun if their ledger entry was lost)."""
     data_dir: Path = Path(tempfile.gettempdir()) / "postee-streams"
     """Where Faust keeps local state, one folder per app id (`POSTEE_DATA_DIR`)."""
+    session_timeout_s: float | None = None
+    """Kafka consumer session timeout (`POSTEE_SESSION_TIMEOUT_S`; default 60 s for a
+    worker, 10 s for a runner): after a kill -9, the restarted process gets the dead
+    one's partitions back once its session expired."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,16 @@ class ActionLimits:
     done_retention_s: int = 7 * DAY_S
     """How long finished command ids are remembered to skip redeliveries
     (`POSTEE_DONE_RETENTION_S`)."""
+    max_waiting_per_action: int = 256
+    """Commands of one action that may wait in memory for one of its slots
+    (`POSTEE_MAX_WAITING_PER_ACTION`); beyond that, new ones are parked on the retry topic
+    (streams/lanes.py), so a slow target never holds up the agent reading its topic."""
+    max_scheduled_retries: int = 10_000
+    """Retry records held in memory until they are due (`POSTEE_MAX_SCHEDULED_RETRIES`);
+    beyond that the retry topic is read no further until some ran (streams/retries.py)."""
+    park_delay_s: float = 1.0
+    """How long a command parked because its action's lane was full waits before it is
+    offered again (`POSTEE_PARK_DELAY_S`); doubled each time it is parked again, up to 30 s."""
 
 
 def _cores() -> int:
@@ -228,6 +242,11 @@ class Settings:
                 commit_interval_s=env.positive_float(
                     "POSTEE_COMMIT_INTERVAL_S", KafkaSettings.commit_interval_s
                 ),
+                session_timeout_s=(
+                    env.positive_float("POSTEE_SESSION_TIMEOUT_S", 60.0)
+                    if env.text("POSTEE_SESSION_TIMEOUT_S", "")
+                    else None
+                ),
             ),
             topics=TopicSettings(
                 prefix=env.prefix("POSTEE_TOPIC_PREFIX", TopicSettings.prefix),
@@ -254,6 +273,13 @@ class Settings:
                 done_retention_s=env.positive_int(
                     "POSTEE_DONE_RETENTION_S", ActionLimits.done_retention_s
                 ),
+                max_waiting_per_action=env.positive_int(
+                    "POSTEE_MAX_WAITING_PER_ACTION", ActionLimits.max_waiting_per_action
+                ),
+                max_scheduled_retries=env.positive_int(
+                    "POSTEE_MAX_SCHEDULED_RETRIES", ActionLimits.max_scheduled_retries
+                ),
+                park_delay_s=env.positive_float("POSTEE_PARK_DELAY_S", ActionLimits.park_delay_s),
             ),
             engine=EngineSettings(
                 eval_workers=env.positive_int("POSTEE_EVAL_WORKERS", _cores()),

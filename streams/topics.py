@@ -28,6 +28,7 @@ __all__ = [
     "TopicSpec",
     "Topics",
     "internal_specs",
+    "retry_topic_name",
     "runner_topic_name",
     "silences_spec",
 ]
@@ -43,6 +44,14 @@ RUNNER_PARTITIONS = 1
 def runner_topic_name(settings: Settings, runner: str) -> str:
     """Where the commands of the actions with `runs-on: <runner>` wait for that runner."""
     return settings.topics.name(f"runner.{runner}")
+
+
+def retry_topic_name(settings: Settings) -> str:
+    """Where this worker's (or runner's) retries wait for their time (streams/retries.py):
+    `<prefix>.retry`, or `<prefix>.retry.runner.<NAME>` for runner NAME."""
+    if settings.runner_name:
+        return settings.topics.name(f"retry.runner.{settings.runner_name}")
+    return settings.topics.name("retry")
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,8 @@ class Topics:
         #: Plugin requests, keyed by dedupe/aggregation key (see plugin_agent.py).
         self.plugins = self._raw(app, name("plugins"))
         self.actions = {kind: self._raw(app, name(f"actions.{kind}")) for kind in ACTION_TYPES}
+        #: Retries waiting for their time (streams/retries.py), keyed by event id.
+        self.retry = self._raw(app, retry_topic_name(settings))
         #: What the router consumes: new events and replayed ones, through one agent.
         self.router_input = app.topic(
             name("events"),
@@ -135,7 +146,17 @@ class Topics:
         specs += [TopicSpec(t.name(f"actions.{k}"), t.partitions, short) for k in ACTION_TYPES]
         specs.append(TopicSpec(t.name("plugins"), t.partitions, short))
         specs.append(silences_spec(self.settings))
+        specs.append(self.retry_spec())
         return specs
+
+    def retry_spec(self) -> TopicSpec:
+        """Partitioned as the commands it retries: a runner's one, the workers' topics'."""
+        partitions = (
+            RUNNER_PARTITIONS if self.settings.runner_name else self.settings.topics.partitions
+        )
+        return TopicSpec(
+            retry_topic_name(self.settings), partitions, self.settings.topics.actions_retention_s
+        )
 
 
 def silences_spec(settings: Settings) -> TopicSpec:

@@ -84,6 +84,7 @@ class HttpNotifier(Action):
 
     timeout_s = 15.0
     max_attempts = 4  # `retries: 3` by default, as the http action
+    concurrency = 8  # vendors' rate limits: fewer than the http action
     #: Shapes of a description (see `shape.detect`) this output renders well; `postee
     #: validate` warns when a route gives it a template of another shape.
     fits: ClassVar[frozenset[str]] = shape.ALL
