@@ -46,6 +46,16 @@ class Redriver:
         name = settings.topics.name
         self.sources = {name(s) for s in ("events", "replay", "plugins")}
         self.sources |= {name(f"actions.{kind}") for kind in ACTION_TYPES}
+        self.retry = name("retry")  #: a command whose last attempt ran from a retry record
+
+    def _command_topic(self, value: bytes | None) -> str:
+        try:
+            command = records.decode_command(value)
+        except Exception as exc:
+            raise RedriveError(f"the retried command cannot be read: {exc}") from None
+        if command.runs_on:
+            return self.settings.topics.name(f"runner.{command.runs_on}")
+        return self.settings.topics.name(f"actions.{command.type}")
 
     async def redrive(self, partition: int, offset: int) -> records.Redriven:
         dlq_topic = self.settings.topics.name("dlq")
@@ -54,7 +64,7 @@ class Redriver:
             raise RedriveError(f"no record at {dlq_topic}[{partition}]@{offset}")
         dlq = _json_object(found.value)
         topic = dlq.get("topic")
-        if topic not in self.sources:
+        if topic not in self.sources and topic != self.retry:
             raise RedriveError(f"a record from {topic!r} cannot be redriven")
         source = None
         if isinstance(dlq.get("partition"), int) and isinstance(dlq.get("offset"), int):
@@ -69,6 +79,9 @@ class Redriver:
             (records.HEADER_REDRIVE_ID, redrive_id.encode()),
             (records.HEADER_REDRIVE_OF, f"{dlq_topic}:{partition}:{offset}".encode()),
         ]
+        if topic == self.retry:  # back to its command topic, as a fresh record
+            topic = self._command_topic(value)
+            headers = [(k, v) for k, v in headers if not k.startswith("postee-retry")]
         sent = await self.producer.send_and_wait(topic, value, key=key, headers=headers)
         # The redriven record carries the time of the record it put back, so the timeline
         # tells of the redrive before what the redriven record caused.

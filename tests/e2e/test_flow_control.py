@@ -131,6 +131,8 @@ def flaky(directory: Path, base_url: str) -> Path:
     return config
 
 
+# Two worker starts, a kill and a session expiry: past the suite's 120 s under load.
+@pytest.mark.timeout(300)
 async def test_kill_9_while_retries_are_scheduled_loses_none(
     bootstrap, module_tmp, log_dir, sink, reader_factory
 ):
