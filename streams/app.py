@@ -14,7 +14,7 @@ import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import ProducerT
 
-from streams import metrics
+from streams import logs, metrics
 from streams.config import PosteeConfig
 from streams.eval_pool import EvalPool
 from streams.outcomes import Publisher
@@ -61,6 +61,19 @@ class PosteeApp(faust.App):
 class PosteeWorker(faust.Worker):
     """Tells its services when stopping begins (SIGTERM): Faust then waits for in-flight
     records, and the action pool bounds that wait with its shutdown grace period."""
+
+    @classmethod
+    def of(cls, app: PosteeApp, settings: Settings, *services: Any) -> PosteeWorker:
+        """The worker of `postee run` and `postee runner`: with `POSTEE_LOG_FORMAT=json`,
+        every line one object, so no banner, and print() becomes a log record."""
+        json_logs = settings.log_format == "json"
+        return cls(
+            app,
+            *services,
+            loglevel=settings.loglevel,
+            logging_config=logs.logging_config(settings.loglevel) if json_logs else None,
+            quiet=json_logs,
+        )
 
     async def on_stop(self) -> None:
         for service in self.services:

@@ -52,7 +52,7 @@ def _json_logs_now(settings: Settings) -> None:
     if settings.log_format == "json":
         from streams import logs
 
-        logging.config.dictConfig(logs.logging_config("debug" if settings.debug else "info"))
+        logging.config.dictConfig(logs.logging_config(settings.loglevel))
 
 
 def _traces(settings: Settings) -> None:
@@ -119,7 +119,7 @@ def run(
 ) -> None:
     """Run the router, the action agents and the ingest bridge in one worker."""
 
-    from streams import executor, ingest, logs, plugin_agent, reload, router
+    from streams import executor, ingest, plugin_agent, reload, router
     from streams.app import PosteeWorker, create_app
     from streams.topics import TopicDeclarer, internal_specs
 
@@ -144,18 +144,7 @@ def run(
     elif settings.ingest.probes:
         app.web_server(ingest.IngestBridge(app, reloader, ingest=False))
     declarer = TopicDeclarer(settings, app.postee_topics.specs() + internal_specs(app))
-    loglevel = "debug" if settings.debug else "info"
-    json_logs = settings.log_format == "json"
-    worker = PosteeWorker(
-        app,
-        declarer,
-        pool,
-        loglevel=loglevel,
-        # JSON: every line one object, so no banner, and print() becomes a log record.
-        logging_config=logs.logging_config(loglevel) if json_logs else None,
-        quiet=json_logs,
-    )
-    worker.execute_from_commandline()
+    PosteeWorker.of(app, settings, declarer, pool).execute_from_commandline()
 
 
 @main.command("runner")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,7 @@ class ReloadResult:
     error: str | None = None  #: why it was refused
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "applied": self.applied,
-            "version": self.version,
-            "previous": self.previous,
-            "error": self.error,
-        }
+        return asdict(self)
 
 
 def new_engine(app: PosteeApp, loaded: Loaded) -> EvalPool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from streams import executor, logs, reload
+from streams import executor, reload
 from streams.app import PosteeApp, PosteeWorker, create_app
 from streams.config import PosteeConfig
 from streams.ingest import IngestBridge
@@ -63,17 +63,7 @@ def worker(settings: Settings, config: PosteeConfig) -> PosteeWorker:
         app.web_server(IngestBridge(app, reloader, ingest=False))
     topics = app.postee_topics
     specs = [*topics.specs(), topics.runner_spec(_name(settings)), *internal_specs(app)]
-    declarer = TopicDeclarer(settings, specs)
-    loglevel = "debug" if settings.debug else "info"
-    json_logs = settings.log_format == "json"
-    return PosteeWorker(
-        app,
-        declarer,
-        pool,
-        loglevel=loglevel,
-        logging_config=logs.logging_config(loglevel) if json_logs else None,
-        quiet=json_logs,
-    )
+    return PosteeWorker.of(app, settings, TopicDeclarer(settings, specs), pool)
 
 
 def _name(settings: Settings) -> str:

@@ -216,6 +216,10 @@ class Settings:
     traces: TraceSettings = field(default_factory=TraceSettings)
 
     @property
+    def loglevel(self) -> str:
+        return "debug" if self.debug else "info"
+
+    @property
     def app_id(self) -> str:
         """Consumer group and changelog prefix: follows the topic prefix, so two prefixes
         on one broker share nothing and workers with one prefix form one group. A runner
