@@ -12,10 +12,11 @@ from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import ProducerT
+from faust.types import ConsumerT, ProducerT
 
 from streams import logs, metrics
 from streams.config import PosteeConfig
+from streams.consumer import PosteeConsumer
 from streams.eval_pool import EvalPool
 from streams.outcomes import Publisher
 from streams.rules import RouteMatcher
@@ -44,6 +45,16 @@ class PosteeApp(faust.App):
 
     def _new_producer(self) -> ProducerT:
         return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+    def _new_consumer(self) -> ConsumerT:
+        return PosteeConsumer(
+            self.transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=self.transport.loop,
+        )
 
     settings: Settings
     config: PosteeConfig

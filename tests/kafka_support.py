@@ -160,12 +160,27 @@ class Process:
     def stop(self) -> int:
         """SIGTERM, and its exit status (killed if it does not stop within 30 s)."""
         if self.process.poll() is None:
+            if sys.exc_info()[0] is not None:  # stopped while a test fails
+                self.dump_tasks()
             self.process.send_signal(signal.SIGTERM)
             try:
                 return self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
         return self.process.wait()
+
+    def dump_tasks(self, deadline_s: float = 5.0) -> None:
+        """Have the process write its asyncio tasks and their stacks into its log (mode's
+        SIGUSR1 handler): what a stuck worker waited for, for the post-mortem."""
+        before = self.log_path.stat().st_size
+        self.process.send_signal(signal.SIGUSR1)
+        end, size = time.monotonic() + deadline_s, before
+        while time.monotonic() < end:
+            time.sleep(0.2)  # poll: the dump is written by the process, in pieces
+            grown = self.log_path.stat().st_size
+            if grown > before and grown == size:
+                return  # it grew, then stopped growing
+            size = grown
 
 
 @dataclass
@@ -271,6 +286,7 @@ def _start(
         "POSTEE_TOPIC_PREFIX": prefix,
         address_variable: f"127.0.0.1:{port}",
         "POSTEE_PARTITIONS": "2",
+        "PYTHONUNBUFFERED": "1",  # a kill -9 loses none of its log
         **(extra_env or {}),
     }
     with log_path.open("wb") as log_file:
@@ -334,6 +350,7 @@ def start_runner(
         "POSTEE_CFG": str(config),
         "POSTEE_TOPIC_PREFIX": prefix,
         "POSTEE_PARTITIONS": "2",
+        "PYTHONUNBUFFERED": "1",
         "HOME": str(home),
         **(extra_env or {}),
     }
