@@ -27,6 +27,8 @@ kill -9 while retries are scheduled; tests/e2e/test_runners.py before it):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
@@ -39,38 +41,62 @@ class PosteeConsumer(aiokafka_driver.Consumer):
     async def perform_seek(self) -> None:
         # Faust resumes the stream partitions before this and clears its queues (and our
         # lanes and retry timers) only after it: a record handed to an agent in between
-        # would be cleared with the position already past it. Stopping the flow makes the
-        # fetcher drop such records and seek back; Faust resumes the flow after the clear.
+        # would be cleared with the position already past it. With the flow stopped, the
+        # fetcher drops such records and seeks back (calling this again); Faust resumes
+        # the flow after the clear. (Called with the flow stopped already, this changes
+        # nothing: no await comes before it.)
         self.stop_flow()
-        await super().perform_seek()
-        acking = [tp for tp in self.assignment() if self.app.topics.acks_enabled_for(tp.topic)]
-        if not acking:
-            return
-        first = await self.earliest_offsets(*acking)
-        unsought = {}
-        for tp in acking:
-            start = first.get(tp)
-            if start is None:
-                continue
-            committed = self._committed_offset[tp]  # None also when Kafka says 0
-            if committed is None:
-                unsought[tp] = start
-            if committed is None or committed < start:  # or retention deleted past it
-                self._committed_offset[tp] = start
+        committed = await self.seek_to_committed()  # aiokafka seeks those above 0
+        self._read_offset.update(
+            {tp: o if o is not None and o >= 0 else None for tp, o in committed.items()}
+        )
+        self._committed_offset.update(
+            {tp: o or None for tp, o in committed.items() if o is not None}
+        )
+        unsought = [
+            tp
+            for tp, o in committed.items()
+            if not o and self.app.topics.acks_enabled_for(tp.topic)
+        ]
         if unsought:
-            await self.seek_wait(unsought)
+            first = await self.earliest_offsets(*unsought)
+            await self.seek_wait({tp: first[tp] for tp in unsought if tp in first})
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "DBG perform_seek: %s",
+            sorted(
+                f"{tp.topic[-12:]}:{tp.partition}"
+                for tp in unsought
+                if "retry" in tp.topic or "http" in tp.topic
+            ),
+        )
+
+    #: Per commit round, the lowest offset in flight of each partition (see below).
+    _in_flight: dict[TP, int] | None = None
+
+    def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        # One pass over the records in flight per commit round, not one per partition.
+        self._in_flight = self._lowest_in_flight()
+        try:
+            return super()._filter_committable_offsets(tps)
+        finally:
+            self._in_flight = None
 
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         if acked:
-            in_flight = self._lowest_in_flight(tp)
+            in_flight = (self._in_flight or self._lowest_in_flight()).get(tp)
             if in_flight is not None and min(acked) > in_flight:
                 return None  # what is done lies beyond a record still running
         # Else Faust's run of consecutive offsets from min(acked) stops before the record
         # in flight (it is not acknowledged), so it commits nothing past it.
         return super()._new_offset(tp)
 
-    def _lowest_in_flight(self, tp: TP) -> int | None:
-        """The lowest offset of `tp` handed to an agent and not acknowledged."""
-        offsets = [m.offset for m in list(self._unacked_messages) if m.tp == tp and not m.acked]
-        return min(offsets, default=None)
+    def _lowest_in_flight(self) -> dict[TP, int]:
+        """The lowest offset of each partition handed to an agent and not acknowledged."""
+        lowest: dict[TP, int] = {}
+        for message in list(self._unacked_messages):
+            if not message.acked and message.offset < lowest.get(message.tp, message.offset + 1):
+                lowest[message.tp] = message.offset
+        return lowest

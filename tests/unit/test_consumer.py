@@ -54,8 +54,9 @@ def test_no_commit_past_a_record_held_for_its_retry(consumer):
     held = handed_out(consumer, RETRY, 5)  # due later; 6 and 7 were due sooner
     done(consumer, RETRY, 6, 7)
     assert consumer._new_offset(RETRY) is None
+    assert consumer._filter_committable_offsets([RETRY]) == {}  # the commit round
     consumer.ack(held)
-    assert consumer._new_offset(RETRY) == 8
+    assert consumer._filter_committable_offsets([RETRY]) == {RETRY: 8}
 
 
 def test_faust_alone_commits_past_it(consumer):
@@ -91,19 +92,17 @@ def test_records_of_other_partitions_do_not_hold_it_back(consumer):
     assert consumer._new_offset(elsewhere.tp) is None
 
 
-async def test_seek_rewinds_partitions_without_a_commit(consumer, monkeypatch):
-    fresh, zero, committed, trimmed = (TP("unit.retry", p) for p in range(4))
+async def test_seek_rewinds_partitions_without_a_commit_every_time(consumer, monkeypatch):
+    fresh, zero, committed = (TP("unit.retry", p) for p in range(3))
     changelog = TP("unit-streams-command-ledger-http-changelog", 0)
-    acking = {fresh, zero, committed, trimmed}
-    kafka_says: dict[TP, int | None] = {fresh: None, zero: 0, committed: 7, trimmed: 2}
     sought: list[Mapping[TP, int]] = []
 
     async def seek_to_committed() -> Mapping[TP, int | None]:
-        return {**kafka_says, changelog: None}
+        return {fresh: None, zero: 0, committed: 7, changelog: None}
 
     async def earliest_offsets(*tps: TP) -> Mapping[TP, int]:
-        assert set(tps) == acking  # the changelog is Faust's recovery's to seek
-        return {fresh: 0, zero: 0, committed: 0, trimmed: 4}
+        assert set(tps) == {fresh, zero}  # the changelog is Faust's recovery's to seek
+        return {fresh: 0, zero: 2}
 
     async def seek_wait(partitions: Mapping[TP, int]) -> None:
         sought.append(dict(partitions))
@@ -111,14 +110,16 @@ async def test_seek_rewinds_partitions_without_a_commit(consumer, monkeypatch):
     monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
     monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
     monkeypatch.setattr(consumer, "seek_wait", seek_wait)
-    monkeypatch.setattr(consumer, "assignment", lambda: {*acking, changelog})
     monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda t: t == "unit.retry")
     consumer.resume_flow()
 
     await consumer.perform_seek()
-
-    assert sought == [{fresh: 0, zero: 0}]  # aiokafka seeks only offsets above 0
-    assert consumer._committed_offset[fresh] == 0
+    assert sought == [{fresh: 0, zero: 2}]  # aiokafka seeks only offsets above 0
     assert consumer._committed_offset[committed] == 7
-    assert consumer._committed_offset[trimmed] == 4  # retention removed 2 and 3
+    assert consumer._read_offset[committed] == 7 and consumer._read_offset[fresh] is None
     assert not consumer.flow_active  # until Faust resumes it, after clearing its queues
+
+    # Again (the fetcher dropped records fetched while the flow was stopped): the
+    # partitions without a commit are sought back again, not left where the drop was.
+    await consumer.perform_seek()
+    assert sought == [{fresh: 0, zero: 2}] * 2
