@@ -61,16 +61,6 @@ class PosteeConsumer(aiokafka_driver.Consumer):
         if unsought:
             first = await self.earliest_offsets(*unsought)
             await self.seek_wait({tp: first[tp] for tp in unsought if tp in first})
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "DBG perform_seek: %s",
-            sorted(
-                f"{tp.topic[-12:]}:{tp.partition}"
-                for tp in unsought
-                if "retry" in tp.topic or "http" in tp.topic
-            ),
-        )
 
     #: Per commit round, the lowest offset in flight of each partition (see below).
     _in_flight: dict[TP, int] | None = None
