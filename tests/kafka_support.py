@@ -214,6 +214,14 @@ class Worker(Process):
             timeout=120,
         )
 
+    async def cli_async(
+        self, *args: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`cli` off the event loop: the test's readers, sinks and receivers on this loop
+        keep serving while the command runs (a replay waits on the worker, which may call
+        them)."""
+        return await asyncio.to_thread(self.cli, *args, extra_env=extra_env)
+
     def topic(self, suffix: str) -> str:
         return f"{self.prefix}.{suffix}"
 

@@ -39,7 +39,7 @@ async def test_send_produces_each_file_and_tail_prints_outcomes(
     worker, bootstrap, samples, reader_factory
 ):
     files = sorted((samples / "tracee").glob("*.json"))
-    sent = worker.cli("send", *map(str, files))
+    sent = await worker.cli_async("send", *map(str, files))
     assert sent.returncode == 0, sent.stderr
     ids = [line.split("\t")[0] for line in sent.stdout.splitlines()]
     assert len(ids) == len(files) == 3
@@ -50,7 +50,9 @@ async def test_send_produces_each_file_and_tail_prints_outcomes(
     )
     assert {value(m)["detail"]["stdout"].strip() for m in finished} == set(ids)
 
-    tailed = worker.cli("tail", "outcomes", "--from-beginning", "--json", "--idle-timeout", "3")
+    tailed = await worker.cli_async(
+        "tail", "outcomes", "--from-beginning", "--json", "--idle-timeout", "3"
+    )
     assert tailed.returncode == 0, tailed.stderr
     printed = [json.loads(line) for line in tailed.stdout.splitlines()]
     assert {r["value"]["event_id"] for r in printed if r["value"]["kind"] == "outcome"} >= set(ids)

@@ -91,7 +91,7 @@ async def test_replay_dry_run_then_execute_with_changed_routes(
     worker = start_worker(bootstrap, second_config, log_dir, "replay", prefix=prefix)
     try:
         window = ["--from", window_start.isoformat(), "--to", window_end.isoformat()]
-        dry = worker.cli("replay", *window)
+        dry = await worker.cli_async("replay", *window)
         assert dry.returncode == 0, dry.stderr + dry.stdout
         assert "50 replayed" in dry.stdout and "commands issued: 30" in dry.stdout
         dry_runs = await outcomes.wait_for(kind_is("outcome", status="dry_run"), count=30)
@@ -100,7 +100,7 @@ async def test_replay_dry_run_then_execute_with_changed_routes(
         assert not original_ids & {value(m)["command_id"] for m in dry_runs}
         assert all(value(m)["replay_id"] for m in dry_runs)
 
-        executed = worker.cli("replay", *window, "--route", "low", "--execute")
+        executed = await worker.cli_async("replay", *window, "--route", "low", "--execute")
         assert executed.returncode == 0, executed.stderr + executed.stdout
         assert "30 replayed" in executed.stdout  # --route keeps what the route matches
         runs = await outcomes.wait_for(
@@ -137,7 +137,7 @@ async def test_replay_picks_exactly_the_window(bootstrap, log_dir, module_tmp, r
             datetime.fromtimestamp(t / 1000, UTC).isoformat(timespec="milliseconds")
             for t in (start, end)
         ]
-        result = worker.cli("replay", "--from", iso[0], "--to", iso[1])
+        result = await worker.cli_async("replay", "--from", iso[0], "--to", iso[1])
         assert result.returncode == 0, result.stderr + result.stdout
         replays = await reader_factory(worker.topic("replay"))
         replayed = await replays.wait_for(lambda m: True, count=5)
@@ -158,7 +158,7 @@ async def test_timeline_of_an_event_with_two_actions_one_retried(
         await sink.wait_for("/story", count=2)
         end = datetime.now(UTC).timestamp() + 45
         while True:  # the last outcome may land just after the sink's second answer
-            result = worker.cli("timeline", event_id, "--json")
+            result = await worker.cli_async("timeline", event_id, "--json")
             entries = [json.loads(line) for line in result.stdout.splitlines()]
             if (
                 sum(e["kind"] == "outcome" for e in entries) >= 3
@@ -186,13 +186,13 @@ async def test_timeline_of_an_event_with_two_actions_one_retried(
         assert ("outcome", "append", 1, "succeeded") in steps
         times = [e["at"] for e in entries]
         assert times == sorted(times)
-        table = worker.cli("timeline", event_id)
+        table = await worker.cli_async("timeline", event_id)
         assert "routes: story" in table.stdout and "notify attempt 2: succeeded" in table.stdout
 
-        unknown = worker.cli("timeline", uuid.uuid4().hex)
+        unknown = await worker.cli_async("timeline", uuid.uuid4().hex)
         assert unknown.returncode != 0 and "no record of event" in unknown.stderr
 
-        window = worker.cli("timeline", "--since", "10m", "--json", "--route", "story")
+        window = await worker.cli_async("timeline", "--since", "10m", "--json", "--route", "story")
         rows = [json.loads(line) for line in window.stdout.splitlines()]
         assert [r["event_id"] for r in rows] == [event_id]
         assert rows[0]["outcomes"] == {"succeeded": 2} and rows[0]["commands"] == 2

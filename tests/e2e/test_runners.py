@@ -232,11 +232,11 @@ async def test_commands_wait_for_a_stopped_runner_and_run_once(
     status = await _runner_status(settings_of(worker), "node-b", lambda s: s.lag == len(waiting))
     assert (status.members, status.state) == (0, "Empty")
     assert status.last is not None and status.last["state"] == "finished"
-    listed = worker.cli("runners", "--json")
+    listed = await worker.cli_async("runners", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in map(json.loads, listed.stdout.splitlines())}
     assert rows["node-b"]["lag"] == len(waiting) and rows["node-a"]["members"] == 1
-    shown = worker.cli("timeline", waiting[0], "--json")
+    shown = await worker.cli_async("timeline", waiting[0], "--json")
     assert shown.returncode == 0, shown.stderr
     entries = [json.loads(line) for line in shown.stdout.splitlines()]
     (pending,) = [e for e in entries if e["kind"] == "pending"]

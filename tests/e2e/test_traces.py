@@ -122,7 +122,7 @@ async def test_one_alert_is_one_trace_and_its_replay_links_to_it(
 
             # A replay: a new trace, its root linked to the original's bridge span.
             window = ["--from", window_start.isoformat(), "--to", "now"]
-            replayed = worker.cli("replay", *window, extra_env=traces_on)
+            replayed = await worker.cli_async("replay", *window, extra_env=traces_on)
             assert replayed.returncode == 0, replayed.stderr + replayed.stdout
             root = only(await asyncio.to_thread(wait, of_event(event_id, "replay event")))
             assert root.kind == PRODUCER and root.parent_span_id == ""
