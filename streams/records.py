@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
+import jsonschema_rs
 import referencing
 
 from streams.errors import EventError
@@ -603,8 +604,26 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, registry=_registry())
 
 
+@cache
+def _fast_validator(name: str) -> jsonschema_rs.Validator:
+    """The same schema compiled by jsonschema-rs: about 100x faster on a valid record
+    (2 µs against 200 µs for a command, measured), which matters on the executor's
+    per-command path. Formats are not asserted, as in `jsonschema` without a checker."""
+    schemas = [json.loads(p.read_text(encoding="utf-8")) for p in SCHEMAS_DIR.glob("*.schema.json")]
+    registry = jsonschema_rs.Registry([(schema["$id"], schema) for schema in schemas])
+    schema = json.loads((SCHEMAS_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+    return jsonschema_rs.validator_for(schema, registry=registry, validate_formats=False)
+
+
 def schema_errors(name: str, value: Any) -> list[str]:
-    """Messages of every violation of `schemas/<name>.schema.json`."""
+    """Messages of every violation of `schemas/<name>.schema.json`.
+
+    `jsonschema` stays the judge: the fast validator only lets a record through early when
+    it passes, and anything it refuses is checked again (and described) by `jsonschema`.
+    Its regular expressions are stricter (`$` never matches before a final newline), never
+    looser, and tests/unit/test_schema_validators.py holds the two to the same answers."""
+    if _fast_validator(name).is_valid(value):
+        return []
     return [
         f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
         for e in _validator(name).iter_errors(value)
