@@ -183,8 +183,12 @@ async def collect_results(
     try:
         tps = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
         consumer.assign(tps)
-        found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
+        # The ends first: a routed record written between the two reads is then found by
+        # its time. Read the other way round, it fell between them: no record at `since`
+        # yet, so we seeked to an end read after it was written, and it was never counted
+        # (CI saw "routed 48/50" while the worker had routed all 50).
         ends = await consumer.end_offsets(tps)
+        found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
         for tp in tps:
             consumer.seek(tp, found[tp].offset if found[tp] is not None else ends[tp])
         end = time.monotonic() + deadline_s
