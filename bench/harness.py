@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from streams.settings import IngestSettings
 __all__ = [
     "Result",
     "consume_all",
+    "cpu_seconds",
     "create_topic",
     "delete_topics",
     "print_results",
@@ -51,6 +53,25 @@ class Result:
     #: events/s; for the router (events - 1) / seconds, as the clock starts at the first
     events_per_s: float
     matched_per_event: int | None = None  #: routes matched per event (router rows only)
+    #: CPU milliseconds per event of the worker's main process and of its children (the
+    #: evaluator processes), between the first and the last record (router rows only).
+    main_cpu_ms: float | None = None
+    children_cpu_ms: float | None = None
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of process `pid`, of its live children), user + system, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return of(pid), sum(of(int(c)) for c in children)
 
 
 def route_rule(index: int) -> str:
@@ -193,11 +214,13 @@ def print_results(results: list[Result], as_json: bool, meta: dict[str, Any]) ->
         print(json.dumps(meta | {"results": rows}, indent=2))
         return
     table = Table(title=f"route throughput ({meta['events']} events, {meta['bootstrap']})")
-    for column in ("case", "events", "seconds", "events/s", "vs consume", "matched/event"):
+    columns = ("case", "events", "seconds", "events/s", "vs consume", "matched/event")
+    for column in (*columns, "main ms/ev", "eval ms/ev"):
         table.add_column(column, justify="left" if column == "case" else "right", no_wrap=True)
     for r in results:
         ratio = f"{r.events_per_s / base:.3f}" if base else "-"
         matched = "-" if r.matched_per_event is None else str(r.matched_per_event)
         rate = f"{r.events_per_s:,.0f}"
-        table.add_row(r.name, str(r.events), f"{r.seconds:.3f}", rate, ratio, matched)
-    Console().print(table)
+        cpu = [f"{v:.3f}" if v is not None else "-" for v in (r.main_cpu_ms, r.children_cpu_ms)]
+        table.add_row(r.name, str(r.events), f"{r.seconds:.3f}", rate, ratio, matched, *cpu)
+    Console(width=160).print(table)

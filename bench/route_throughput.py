@@ -32,6 +32,7 @@ from rich.console import Console
 from bench.harness import (
     Result,
     consume_all,
+    cpu_seconds,
     create_topic,
     delete_topics,
     expected_matches,
@@ -66,11 +67,15 @@ class RoutedChecker:
     """Checks every record on the outcomes topic is a `routed` record with the expected
     number of matched routes (a wrong rule would otherwise make a fast, wrong benchmark)."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, pid: int) -> None:
         self.expected = expected
         self.bad: list[str] = []
+        self.pid = pid
+        self.cpu_at_first: tuple[float, float] | None = None
 
     def __call__(self, messages: list[Any]) -> None:
+        if self.cpu_at_first is None:
+            self.cpu_at_first = cpu_seconds(self.pid)
         for message in messages:
             record = json.loads(message.value)
             if record.get("kind") != "routed" or len(record.get("routes", ())) != self.expected:
@@ -151,7 +156,7 @@ async def router_case(
     log_file = case_dir / "worker.log"
     profile = profile_dir / f"router-{routes}.prof" if profile_dir else None
     process = await start_worker(cfg, bootstrap, prefix, log_file, profile)
-    checker = RoutedChecker(expected_matches(routes))
+    checker = RoutedChecker(expected_matches(routes), process.pid)
     try:
         _, span_s = await consume_all(
             bootstrap,
@@ -161,6 +166,7 @@ async def router_case(
             on_batch=checker,
             is_alive=lambda: process.returncode is None,
         )
+        cpu_at_last = cpu_seconds(process.pid)
     except (TimeoutError, RuntimeError):
         log.print(_tail(log_file), highlight=False)
         raise
@@ -169,7 +175,18 @@ async def router_case(
     if checker.bad:
         raise RuntimeError(f"{len(checker.bad)} unexpected outcome records, e.g. {checker.bad[0]}")
     name = f"router {routes} route{'s' * (routes != 1)}"
-    return Result(name, n, span_s, (n - 1) / span_s, checker.expected)
+    assert checker.cpu_at_first is not None
+    main_s, children_s = (b - a for a, b in zip(checker.cpu_at_first, cpu_at_last, strict=True))
+    per_event_ms = 1000 / (n - 1)
+    return Result(
+        name,
+        n,
+        span_s,
+        (n - 1) / span_s,
+        checker.expected,
+        main_s * per_event_ms,
+        children_s * per_event_ms,
+    )
 
 
 async def run(args: argparse.Namespace) -> list[Result]:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import jsonschema
 import jsonschema_rs
+import orjson
 import referencing
 
 from streams.errors import EventError
@@ -314,7 +315,12 @@ class JsonRecord:
         return value
 
     def to_json(self) -> bytes:
-        return json.dumps(_plain(self), separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            # orjson writes dataclasses itself: the same compact UTF-8 JSON as the
+            # fallback below, in a fifth of the time (the router writes three per event).
+            return orjson.dumps(self, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits from a template
+            return json.dumps(_plain(self), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _plain(value: Any) -> Any:
