@@ -449,28 +449,29 @@ class _Env:
         return number
 
     def positive_float(self, name: str, default: float) -> float:
-        value = self._environ.get(name, "").strip()
-        if not value:
+        number = self._float(name)
+        if number is None:
             return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"expected a number, got {value!r}", key=name) from None
         if not number > 0:
-            raise ConfigError(f"must be positive, got {value}", key=name)
+            raise ConfigError(f"must be positive, got {number:g}", key=name)
         return number
 
     def bounded_float(self, name: str, default: float, low: float, high: float) -> float:
+        number = self._float(name)
+        if number is None:
+            return default
+        if not low <= number <= high:
+            raise ConfigError(f"must be from {low:g} to {high:g}, got {number:g}", key=name)
+        return number
+
+    def _float(self, name: str) -> float | None:
         value = self._environ.get(name, "").strip()
         if not value:
-            return default
+            return None
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
             raise ConfigError(f"expected a number, got {value!r}", key=name) from None
-        if not low <= number <= high:
-            raise ConfigError(f"must be from {low:g} to {high:g}, got {value}", key=name)
-        return number
 
     def prefix(self, name: str, default: str) -> str:
         value = self.text(name, default)

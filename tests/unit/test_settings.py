@@ -29,6 +29,11 @@ def test_environment_is_read():
     assert settings.config_path == Path("/etc/cfg.yaml") and settings.ingest.max_body_bytes == 10
 
 
+def test_linger_takes_zero_and_defaults_to_two_ms():
+    assert Settings.from_env({}).kafka.linger_ms == 2
+    assert Settings.from_env({"POSTEE_LINGER_MS": "0"}).kafka.linger_ms == 0
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -37,6 +42,10 @@ def test_environment_is_read():
         ("POSTEE_PARTITIONS", "many"),
         ("POSTEE_TOPIC_PREFIX", "bad prefix!"),
         ("POSTEE_INGEST", "perhaps"),
+        ("POSTEE_LINGER_MS", "-1"),
+        ("POSTEE_LINGER_MS", "1001"),
+        ("POSTEE_COMMIT_INTERVAL_S", "0"),
+        ("POSTEE_COMMIT_INTERVAL_S", "soon"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):
