@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -145,15 +145,19 @@ async def delete_topics(bootstrap: str, prefix: str) -> list[str]:
         await admin.close()
 
 
-async def produce_all(bootstrap: str, topic: str, value: bytes, count: int) -> float:
-    """Produce `count` copies of `value` (no key, no headers, acks=all), pipelined; return
-    the seconds from the first send until the broker acknowledged the last one."""
+async def produce_all(
+    bootstrap: str, topic: str, value: bytes | Sequence[bytes], count: int
+) -> float:
+    """Produce `count` copies of `value`, or the `count` values given (no key, no headers,
+    acks=all), pipelined; return the seconds from the first send until the broker
+    acknowledged the last one."""
+    values = [value] * count if isinstance(value, bytes) else list(value)[:count]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         await producer.partitions_for(topic)  # metadata fetch is not part of the timing
         start = time.perf_counter()
-        pending = [await producer.send(topic, value) for _ in range(count)]
+        pending = [await producer.send(topic, v) for v in values]
         await asyncio.gather(*pending)
         return time.perf_counter() - start
     finally:
@@ -213,7 +217,9 @@ def print_results(results: list[Result], as_json: bool, meta: dict[str, Any]) ->
         ]
         print(json.dumps(meta | {"results": rows}, indent=2))
         return
-    table = Table(title=f"route throughput ({meta['events']} events, {meta['bootstrap']})")
+    kind = "unique" if meta.get("unique") else "identical"
+    title = f"route throughput ({meta['events']} {kind} events, {meta['bootstrap']})"
+    table = Table(title=title)
     columns = ("case", "events", "seconds", "events/s", "vs consume", "matched/event")
     for column in (*columns, "main ms/ev", "eval ms/ev"):
         table.add_column(column, justify="left" if column == "case" else "right", no_wrap=True)

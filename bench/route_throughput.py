@@ -50,6 +50,19 @@ STOP_TIMEOUT_S = 60.0
 log = Console(stderr=True)
 
 
+def _unique(value: bytes, n: int) -> list[bytes]:
+    """`n` copies of the Tracee event, each with its own `Context.processName` (a field
+    the routes read): no two give the engine the same input, so no decision is
+    remembered (evaluator.py) and every event costs a full evaluation."""
+    event = json.loads(value)
+    name = event["Context"]["processName"]
+    copies = []
+    for i in range(n):
+        event["Context"]["processName"] = f"{name}-{i}"
+        copies.append(json.dumps(event).encode())
+    return copies
+
+
 async def baseline(
     bootstrap: str, root: str, value: bytes, n: int, timeout_s: float
 ) -> list[Result]:
@@ -144,6 +157,7 @@ async def router_case(
     timeout_s: float,
     workdir: Path,
     profile_dir: Path | None,
+    unique: bool,
 ) -> Result:
     prefix = f"{root}-r{routes}"
     case_dir = workdir / prefix
@@ -152,7 +166,7 @@ async def router_case(
     events, outcomes = f"{prefix}.events", f"{prefix}.outcomes"
     await create_topic(bootstrap, events, PARTITIONS)
     await create_topic(bootstrap, outcomes, PARTITIONS)
-    await produce_all(bootstrap, events, value, n)
+    await produce_all(bootstrap, events, _unique(value, n) if unique else value, n)
     log_file = case_dir / "worker.log"
     profile = profile_dir / f"router-{routes}.prof" if profile_dir else None
     process = await start_worker(cfg, bootstrap, prefix, log_file, profile)
@@ -210,6 +224,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
                         args.timeout,
                         Path(tmp),
                         args.profile,
+                        args.unique,
                     )
                 )
     finally:
@@ -237,6 +252,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--sample", type=Path, default=SAMPLE, help="the event to send")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per phase")
+    parser.add_argument(
+        "--unique",
+        action="store_true",
+        help="give every event its own value in a field the routes read (no decision reuse)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the topics")
     parser.add_argument("--profile", type=Path, help="directory for cProfile stats of the workers")
@@ -258,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         "sample": str(args.sample),
         "event_bytes": args.sample.stat().st_size,
         "partitions": PARTITIONS,
+        "unique": args.unique,
     }
     print_results(results, args.json, meta)
 

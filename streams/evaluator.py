@@ -17,6 +17,13 @@ Two things keep the engine's cost down, because converting the input is most of 
   `input` (bare, `input[x]`, `with input`, an interpolated string) turns pruning off.
   Templates always get the whole event.
 
+Routes are pure functions of the input they read, so the evaluator remembers the last
+`DECISION_CACHE_SIZE` decisions, keyed by that input's text (the pruned event, when
+pruning is on): alerts come in storms of events that differ only in fields no route
+reads (a timestamp, a pid), and those then skip the engine. Rules that call a built-in
+whose value changes from call to call (`time.now_ns`, `rand.*`, `uuid.*`, `http.send`,
+...) turn the cache off. Templates are rendered for every event, never remembered.
+
 Silences with a Rego matcher (`silences.py`) change while the worker runs, so they cannot
 be part of the spec compiled at start. The router sends the active ones, as (id, rule
 body) pairs, with each event; `evaluate` compiles a set the first time it sees it (one
@@ -29,6 +36,7 @@ named in `Evaluation.silence_errors`.
 
 from __future__ import annotations
 
+import collections
 import json
 import pickle
 import re
@@ -48,9 +56,11 @@ if TYPE_CHECKING:  # evaluator processes do not import the config (and its actio
     from streams.config import PosteeConfig
 
 __all__ = [
+    "DECISION_CACHE_SIZE",
     "HEADER",
     "READY",
     "STACK_BYTES",
+    "Decisions",
     "EngineSpec",
     "Evaluation",
     "Evaluator",
@@ -67,6 +77,15 @@ SilenceRules = tuple[tuple[str, str], ...]
 
 #: Compiled rule-silence sets an evaluator keeps (the set changes only when silences do).
 MAX_SILENCE_SETS = 4
+#: Route decisions an evaluator remembers (see the module docstring), and the longest
+#: engine input (characters) it remembers one for: at most ~8 MiB of keys per process.
+DECISION_CACHE_SIZE = 4096
+DECISION_KEY_CHARS = 2048
+#: Built-ins whose result is not a function of their arguments: a rule calling one may
+#: decide differently on the same input, so its decisions are not remembered.
+_UNSTABLE = re.compile(
+    r"\b(?:time\.now_ns|rand\.|uuid\.|http\.send|opa\.runtime|net\.lookup_ip_addr)\b"
+)
 
 #: Stack of the engine thread in an evaluator process (virtual; only touched pages count).
 #: rego-cpp's regex matching recurses once per character: the default 8 MiB stack
@@ -193,14 +212,45 @@ def project(document: Mapping[str, Any], paths: Sequence[Path]) -> dict[str, Any
     return out
 
 
+class Decisions:
+    """The routes matched per engine input (and `only` route), least recently used out."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: collections.OrderedDict[tuple[str | None, str], frozenset[str]] = (
+            collections.OrderedDict()
+        )
+        self.hits = 0
+
+    def get(self, key: tuple[str | None, str]) -> frozenset[str] | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return found
+
+    def put(self, key: tuple[str | None, str], matched: frozenset[str]) -> None:
+        if self.size <= 0 or len(key[1]) > DECISION_KEY_CHARS:
+            return
+        self._entries[key] = matched
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class Evaluator:
     """Routes and templates compiled once; one `evaluate` per event. One thread only."""
 
-    def __init__(self, spec: EngineSpec) -> None:
+    def __init__(self, spec: EngineSpec, decision_cache: int = DECISION_CACHE_SIZE) -> None:
         self._matcher = RouteMatcher(*spec.routes)
         self._renderer = TemplateRenderer(spec.templates)
         self._route_templates = dict(spec.route_templates)
-        self._paths = input_paths(self._matcher.module_texts())
+        texts = self._matcher.module_texts()
+        self._paths = input_paths(texts)
+        stable = not any(_UNSTABLE.search(text) for text in texts)
+        self.decisions = Decisions(decision_cache if stable else 0)
         #: Compiled rule-silence sets, most recent last (see the module docstring).
         self._silences: dict[SilenceRules, tuple[RouteMatcher | None, dict[str, str]]] = {}
 
@@ -258,7 +308,11 @@ class Evaluator:
             else:
                 for_routes = project(payload, self._paths)
                 encoded = rego.encode(for_routes)
-            matched = self._matcher.evaluate(for_routes, only=only, encoded=encoded)
+            key = (only, encoded.text)
+            matched = self.decisions.get(key)
+            if matched is None:
+                matched = self._matcher.evaluate(for_routes, only=only, encoded=encoded)
+                self.decisions.put(key, matched)
         except RuleEvaluationError as exc:
             return Evaluation(error=f"rule evaluation failed: {exc.reason}")
         except Exception as exc:  # reported in the routed record and the DLQ

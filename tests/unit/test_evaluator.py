@@ -123,3 +123,57 @@ def test_pruned_input_gives_the_same_matches_as_the_whole_event(event: dict[str,
     pruned, whole = PRUNED.evaluate(raw), WHOLE.evaluate(raw)
     assert pruned.error == whole.error
     assert pruned.matched == whole.matched
+
+
+def test_a_decision_is_remembered_per_input_the_routes_read() -> None:
+    evaluator = Evaluator(spec(FUZZ_ROUTES))
+    first = evaluator.evaluate(b'{"name": "host-1", "pid": 1}')
+    again = evaluator.evaluate(b'{"name": "host-1", "pid": 2}')  # pid: read by no route
+    assert first.matched == again.matched == {"regex"}
+    assert evaluator.decisions.hits == 1 and len(evaluator.decisions) == 1
+    assert evaluator.evaluate(b'{"name": "Host-1"}').matched == frozenset()
+    assert evaluator.evaluate(b'{"name": "host-1"}', only="contains").matched == frozenset()
+    assert evaluator.decisions.hits == 1 and len(evaluator.decisions) == 3
+
+
+def test_the_decision_cache_is_bounded_and_drops_the_oldest() -> None:
+    evaluator = Evaluator(spec(FUZZ_ROUTES), decision_cache=2)
+    for name in ("a", "b", "c", "a"):
+        evaluator.evaluate(json.dumps({"name": name}).encode())
+    assert len(evaluator.decisions) == 2 and evaluator.decisions.hits == 0
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "time.now_ns() > 0",
+        'rand.intn("x", 10) >= 0',
+        'uuid.rfc4122("k") != ""',
+    ],
+)
+def test_rules_calling_unstable_builtins_are_never_remembered(rule: str) -> None:
+    evaluator = Evaluator(spec([RouteRule("r", f'{rule}\ninput.name == "a"')]))
+    for _ in range(3):
+        assert evaluator.evaluate(b'{"name": "a"}').matched == {"r"}
+    assert len(evaluator.decisions) == 0 and evaluator.decisions.hits == 0
+
+
+CACHED = Evaluator(spec(FUZZ_ROUTES))
+UNCACHED = Evaluator(spec(FUZZ_ROUTES), decision_cache=0)
+#: A few values per field, so that examples repeat the routes' input and hit the cache.
+repeating = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.sampled_from(["a", "host-1", "A", "é"]),
+        "n": st.sampled_from([1, "1", 2]),
+        "tags": st.sampled_from([["pci"], ["x", "pci-dss", "y"], []]),
+        "pid": st.integers(),  # read by no route: varies freely
+    },
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(repeating)
+def test_remembered_decisions_equal_the_engines(event: dict[str, object]) -> None:
+    raw = json.dumps(event, ensure_ascii=False).encode()
+    assert CACHED.evaluate(raw) == UNCACHED.evaluate(raw)
