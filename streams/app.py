@@ -7,8 +7,11 @@ build apps with their own topic prefixes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -28,6 +31,25 @@ from streams.topics import Topics
 __all__ = ["PosteeApp", "PosteeWorker", "consumer_lag", "create_app"]
 
 RUNNER_SESSION_TIMEOUT_S = 10.0
+
+
+class KeyPartitioner:
+    """Kafka's default partitioner (murmur2 of the key, as aiokafka and the Java client),
+    with the hashes of recent keys remembered: the router writes a routed record and every
+    command of an event under the event's id, and aiokafka's murmur2 is pure Python."""
+
+    def __init__(self) -> None:
+        self._default = DefaultPartitioner()
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def _hash(key: bytes) -> int:
+        return int(murmur2(key)) & 0x7FFFFFFF
+
+    def __call__(self, key: bytes | None, all_partitions: Sequence[int], available: Any) -> int:
+        if key is None:
+            return int(self._default(key, all_partitions, available))
+        return all_partitions[self._hash(key) % len(all_partitions)]
 
 
 class IdempotentProducer(aiokafka_driver.Producer):
@@ -110,6 +132,7 @@ def create_app(
         # its probes-only form with POSTEE_PROBES_HTTP.
         web_enabled=settings.ingest.enabled or settings.ingest.probes is not None,
         producer_linger_ms=int(settings.kafka.linger_ms),
+        producer_partitioner=KeyPartitioner(),
         producer_acks=-1,  # an accepted event is on every in-sync replica
         # One size setting (POSTEE_MAX_BODY_BYTES) bounds every record we write and read;
         # the topics are created (and checked at start) to accept it (topics.py).

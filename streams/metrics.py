@@ -75,6 +75,7 @@ class Metrics:
         self.commands_issued = counter(
             "commands_issued", "Commands written to a command topic", "type"
         )
+        self._issued: dict[str, Any] = {}
         self.outcomes = counter("outcomes", "Outcome records (one per attempt)", "type", "status")
         self.retries = counter("retries", "Attempts after a temporary failure", "type")
         self.dlq_records = counter("dlq_records", "Records written to the DLQ", "stage")
@@ -108,7 +109,11 @@ class Metrics:
         self.events_routed.labels(result).inc()
 
     def command(self, kind: str) -> None:
-        self.commands_issued.labels(kind).inc()
+        # The labelled child of each type, looked up once: the router counts every command.
+        counter = self._issued.get(kind)
+        if counter is None:
+            counter = self._issued[kind] = self.commands_issued.labels(kind)
+        counter.inc()
 
     def outcome(self, outcome: Outcome) -> None:
         self.outcomes.labels(outcome.type, outcome.status).inc()
