@@ -11,9 +11,8 @@ import functools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from aiokafka.partitioner import DefaultPartitioner, murmur2
-
 import faust
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import ConsumerT, ProducerT
 
