@@ -1,14 +1,19 @@
-"""The app's partitioner must place every key where Kafka's default partitioner does:
-other producers (the bridge of another version, `postee send`, a Java client) and the
-consumers' ordering per key rely on it."""
+"""The app's Kafka and process plumbing. Its partitioner must place every key where
+Kafka's default partitioner does: other producers (the bridge of another version,
+`postee send`, a Java client) and the consumers' ordering per key rely on it."""
 
 from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
 
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.app import KeyPartitioner, create_app
+from streams.app import KeyPartitioner, create_app, watch_children_with_pidfd
 from streams.config import PosteeConfig
 from streams.rules import RouteMatcher
 from streams.settings import Settings
@@ -34,3 +39,16 @@ def test_the_app_produces_with_it(tmp_path) -> None:
     config = PosteeConfig(file=tmp_path / "cfg.yaml", routes=(), templates={}, actions={})
     app = create_app(settings, config, RouteMatcher.compile([]))
     assert isinstance(app.conf.producer_partitioner, KeyPartitioner)
+
+
+async def test_subprocesses_are_watched_through_a_pidfd() -> None:
+    if sys.version_info >= (3, 12):
+        pytest.skip("Python 3.12 watches children with a pidfd by itself")
+    previous = asyncio.get_child_watcher()
+    watch_children_with_pidfd()
+    try:
+        assert isinstance(asyncio.get_child_watcher(), asyncio.PidfdChildWatcher)
+        process = await asyncio.create_subprocess_exec("/bin/sh", "-c", "exit 3")
+        assert await asyncio.wait_for(process.wait(), 10) == 3
+    finally:
+        asyncio.set_child_watcher(previous)
