@@ -8,7 +8,6 @@ import asyncio
 import sys
 
 import pytest
-
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
