@@ -149,7 +149,7 @@ def create_app(
         # Our own HTTP bridge is registered with `app.web_server` when ingest is on, or
         # its probes-only form with POSTEE_PROBES_HTTP.
         web_enabled=settings.ingest.enabled or settings.ingest.probes is not None,
-        producer_linger_ms=int(settings.kafka.linger_ms),
+        producer_linger_ms=settings.kafka.linger_ms,
         producer_partitioner=KeyPartitioner(),
         producer_acks=-1,  # an accepted event is on every in-sync replica
         # One size setting (POSTEE_MAX_BODY_BYTES) bounds every record we write and read;

@@ -223,6 +223,8 @@ class Decisions:
         self.hits = 0
 
     def get(self, key: tuple[str | None, str]) -> frozenset[str] | None:
+        if len(key[1]) > DECISION_KEY_CHARS:  # never stored: skip hashing a long text
+            return None
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)

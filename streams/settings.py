@@ -48,7 +48,7 @@ class KafkaSettings:
     commands are then skipped by the ledger, or rerun if their ledger entry was lost)."""
     data_dir: Path = Path(tempfile.gettempdir()) / "postee-streams"
     """Where Faust keeps local state, one folder per app id (`POSTEE_DATA_DIR`)."""
-    linger_ms: float = 2.0
+    linger_ms: int = 2
     """How long the producer holds a batch open for more records (`POSTEE_LINGER_MS`,
     0 to 1000). aiokafka keeps one produce request in flight per broker: with 0, under
     load each request carries a record or two, and the per-request work (Python encoding,
@@ -253,7 +253,7 @@ class Settings:
                 commit_interval_s=env.positive_float(
                     "POSTEE_COMMIT_INTERVAL_S", KafkaSettings.commit_interval_s
                 ),
-                linger_ms=env.bounded_float("POSTEE_LINGER_MS", KafkaSettings.linger_ms, 0, 1000),
+                linger_ms=env.bounded_int("POSTEE_LINGER_MS", KafkaSettings.linger_ms, 0, 1000),
                 session_timeout_s=(
                     env.positive_float("POSTEE_SESSION_TIMEOUT_S", 60.0)
                     if env.text("POSTEE_SESSION_TIMEOUT_S", "")
@@ -437,6 +437,11 @@ class _Env:
         return value
 
     def positive_int(self, name: str, default: int) -> int:
+        return self.bounded_int(name, default, 1, None, "must be positive")
+
+    def bounded_int(
+        self, name: str, default: int, low: int, high: int | None, why: str | None = None
+    ) -> int:
         value = self._environ.get(name, "").strip()
         if not value:
             return default
@@ -444,34 +449,22 @@ class _Env:
             number = int(value)
         except ValueError:
             raise ConfigError(f"expected an integer, got {value!r}", key=name) from None
-        if number <= 0:
-            raise ConfigError(f"must be positive, got {number}", key=name)
+        if number < low or (high is not None and number > high):
+            why = why or f"must be from {low} to {high}"
+            raise ConfigError(f"{why}, got {number}", key=name)
         return number
 
     def positive_float(self, name: str, default: float) -> float:
-        number = self._float(name)
-        if number is None:
-            return default
-        if not number > 0:
-            raise ConfigError(f"must be positive, got {number:g}", key=name)
-        return number
-
-    def bounded_float(self, name: str, default: float, low: float, high: float) -> float:
-        number = self._float(name)
-        if number is None:
-            return default
-        if not low <= number <= high:
-            raise ConfigError(f"must be from {low:g} to {high:g}, got {number:g}", key=name)
-        return number
-
-    def _float(self, name: str) -> float | None:
         value = self._environ.get(name, "").strip()
         if not value:
-            return None
+            return default
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise ConfigError(f"expected a number, got {value!r}", key=name) from None
+        if not number > 0:
+            raise ConfigError(f"must be positive, got {value}", key=name)
+        return number
 
     def prefix(self, name: str, default: str) -> str:
         value = self.text(name, default)

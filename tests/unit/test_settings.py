@@ -44,6 +44,7 @@ def test_linger_takes_zero_and_defaults_to_two_ms():
         ("POSTEE_INGEST", "perhaps"),
         ("POSTEE_LINGER_MS", "-1"),
         ("POSTEE_LINGER_MS", "1001"),
+        ("POSTEE_LINGER_MS", "0.5"),
         ("POSTEE_COMMIT_INTERVAL_S", "0"),
         ("POSTEE_COMMIT_INTERVAL_S", "soon"),
     ],
