@@ -15,13 +15,10 @@ honouring `Retry-After`); any other status is a final `failed` result.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-
-import httpx
 
 from actions.base import (
     Action,
@@ -30,14 +27,7 @@ from actions.base import (
     ActionResult,
     ActionTemporaryError,
 )
-from actions.httputil import (
-    KEPT_HEADERS,
-    ClientPool,
-    read_excerpt,
-    retry_after_s,
-    retryable,
-    transport_error,
-)
+from actions.httputil import HttpClient, Reply, retryable
 from actions.substitution import substitute
 
 __all__ = ["HttpAction"]
@@ -55,10 +45,10 @@ class HttpAction(Action):
 
     def __init__(self, *, max_response_bytes: int = 16 * 1024) -> None:
         self.max_response_bytes = max_response_bytes
-        self._clients = ClientPool()
+        self._client = HttpClient(max_response_bytes)
 
     async def aclose(self) -> None:
-        await self._clients.aclose()
+        await self._client.aclose()
 
     async def execute(self, request: ActionRequest) -> ActionResult:
         call = _prepare(request)
@@ -67,29 +57,17 @@ class HttpAction(Action):
                 "dry_run",
                 {**call.summary(), "body_excerpt": call.body[:2048].decode(errors="replace")},
             )
-        started = time.monotonic()
-        client = self._clients.get(bool(request.params.get("tls-verify", True)))
-        try:
-            async with client.stream(
-                call.method,
-                call.url,
-                headers=call.headers,
-                content=call.body,
-                timeout=request.timeout_s,
-                follow_redirects=bool(request.params.get("follow-redirects", False)),
-            ) as response:
-                excerpt, cut = await read_excerpt(response, self.max_response_bytes)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, request.timeout_s, detail=call.summary()) from None
-        detail = {
-            **call.summary(),
-            "status_code": response.status_code,
-            "response_headers": {k: v for k, v in response.headers.items() if k in KEPT_HEADERS},
-            "response_excerpt": excerpt,
-            "response_truncated": cut,
-            "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
-        }
-        return _judge(response, detail)
+        reply = await self._client.exchange(
+            call.method,
+            call.url,
+            headers=call.headers,
+            body=call.body,
+            timeout_s=request.timeout_s,
+            verify=bool(request.params.get("tls-verify", True)),
+            follow_redirects=bool(request.params.get("follow-redirects", False)),
+            detail=call.summary(),
+        )
+        return _judge(reply, {**call.summary(), **reply.detail()})
 
 
 class _Call:
@@ -171,11 +149,10 @@ def _body(params: Mapping[str, Any], event: Mapping[str, Any]) -> tuple[bytes, l
     return b"", []
 
 
-def _judge(response: httpx.Response, detail: dict[str, Any]) -> ActionResult:
-    status = response.status_code
-    if 200 <= status < 300:
+def _judge(reply: Reply, detail: dict[str, Any]) -> ActionResult:
+    if reply.ok:
         return ActionResult("succeeded", detail)
-    reason = f"HTTP {status} {response.reason_phrase}".strip()
-    if retryable(status):
-        raise ActionTemporaryError(reason, retry_after_s=retry_after_s(response), detail=detail)
+    reason = f"HTTP {reply.status} {reply.reason}".strip()
+    if retryable(reply.status):
+        raise ActionTemporaryError(reason, retry_after_s=reply.retry_after_s, detail=detail)
     return ActionResult("failed", detail, reason)

@@ -1,4 +1,5 @@
-"""The HTTP side of the notifiers: pooled clients, and one mapping of answers to results.
+"""The HTTP side of the notifiers: a pooled client (actions/httputil.py), and one
+mapping of answers to results.
 
 2xx is success; a connection failure, a timeout, 408, 429 (honouring `Retry-After`) and
 5xx are temporary (`ActionTemporaryError`: the executor retries); a TLS verification
@@ -10,14 +11,9 @@ a bounded excerpt of the answer, never a request header (they hold the credentia
 from __future__ import annotations
 
 import base64
-import json
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
-
-import httpx
 
 from actions.base import (
     Action,
@@ -26,56 +22,11 @@ from actions.base import (
     ActionResult,
     ActionTemporaryError,
 )
-from actions.httputil import (
-    KEPT_HEADERS,
-    ClientPool,
-    read_excerpt,
-    retry_after_s,
-    retryable,
-    transport_error,
-)
+from actions.httputil import HttpClient, Reply, retryable
+from actions.httputil import json_body as json_body_bytes
 from actions.notify import shape
 
 __all__ = ["HttpNotifier", "Reply", "basic_auth", "masked_url", "param_list"]
-
-USER_AGENT = "postee-streams"
-#: Characters of a vendor's error answer quoted in the outcome's error text.
-ERROR_EXCERPT_CHARS = 300
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    reason: str
-    headers: Mapping[str, str]
-    text: str  #: the body, bounded
-    truncated: bool
-    elapsed_ms: float
-    retry_after_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def json(self) -> Any:
-        """The body as JSON, or None when it is not (or was cut)."""
-        try:
-            return json.loads(self.text)
-        except ValueError:
-            return None
-
-    def detail(self) -> dict[str, Any]:
-        return {
-            "status_code": self.status,
-            "response_headers": {k: v for k, v in self.headers.items() if k in KEPT_HEADERS},
-            "response_excerpt": self.text,
-            "response_truncated": self.truncated,
-            "elapsed_ms": self.elapsed_ms,
-        }
-
-    def failure(self, what: str) -> str:
-        said = " ".join(self.text.split())[:ERROR_EXCERPT_CHARS]
-        return f"{what}: HTTP {self.status} {self.reason}".strip() + (f": {said}" if said else "")
 
 
 class HttpNotifier(Action):
@@ -91,10 +42,10 @@ class HttpNotifier(Action):
 
     def __init__(self, *, max_response_bytes: int = 16 * 1024) -> None:
         self.max_response_bytes = max_response_bytes
-        self._clients = ClientPool()
+        self._client = HttpClient(max_response_bytes)
 
     async def aclose(self) -> None:
-        await self._clients.aclose()
+        await self._client.aclose()
 
     async def execute(self, request: ActionRequest) -> ActionResult:
         if request.dry_run:
@@ -120,31 +71,19 @@ class HttpNotifier(Action):
     ) -> Reply:
         """One request; transport failures raise, any answer is returned."""
         where = f"{method} {shown_url or url}"
-        sent = {"Idempotency-Key": request.command_id, "User-Agent": USER_AGENT, **(headers or {})}
-        client = self._clients.get(bool(request.params.get("tls-verify", True)))
-        started = time.monotonic()
-        try:
-            async with client.stream(
-                method,
-                url,
-                headers=sent,
-                json=json_body,
-                content=content,
-                timeout=request.timeout_s,
-            ) as response:
-                text, cut = await read_excerpt(response, self.max_response_bytes)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, request.timeout_s, where) from None
-        except httpx.InvalidURL as exc:
-            raise ActionPermanentError(f"{where}: invalid URL: {exc}") from None
-        return Reply(
-            status=response.status_code,
-            reason=response.reason_phrase,
-            headers=dict(response.headers),
-            text=text,
-            truncated=cut,
-            elapsed_ms=round((time.monotonic() - started) * 1000, 3),
-            retry_after_s=retry_after_s(response),
+        sent = {"Idempotency-Key": request.command_id, **(headers or {})}
+        if json_body is not None:
+            content = json_body_bytes(json_body)
+            if not any(name.lower() == "content-type" for name in sent):
+                sent["Content-Type"] = "application/json"
+        return await self._client.exchange(
+            method,
+            url,
+            headers=sent,
+            body=content,
+            timeout_s=request.timeout_s,
+            verify=bool(request.params.get("tls-verify", True)),
+            where=where,
         )
 
     @staticmethod

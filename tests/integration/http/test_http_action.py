@@ -206,3 +206,33 @@ async def test_tls_is_verified_unless_the_action_says_not(tmp_path: Path):
         assert result.status == "succeeded" and result.detail["response_excerpt"] == "tls ok"
     finally:
         await runner.cleanup()
+
+
+async def test_no_cookie_travels_from_one_command_to_the_next(sink, action):
+    sink.extra_headers["/login"] = {"Set-Cookie": "session=from-the-first-server; Path=/"}
+    await action.execute(request({"url": sink.base_url + "/login"}))
+    await action.execute(request({"url": sink.base_url + "/next"}))
+    assert sink.on("/login") and "Cookie" not in sink.on("/next")[0].headers
+
+
+async def test_only_the_configured_content_type_is_sent(sink, action):
+    await action.execute(request({"url": sink.base_url + "/plain", "body-content": "x"}))
+    assert "Content-Type" not in sink.on("/plain")[0].headers  # none guessed for bytes
+    headers = {"Content-Type": ["application/json"]}
+    await action.execute(
+        request({"url": sink.base_url + "/json", "body-content": "{}", "headers": headers})
+    )
+    assert sink.on("/json")[0].headers["Content-Type"] == "application/json"
+
+
+async def test_endless_redirects_are_a_final_error(sink, action):
+    sink.script["/loop"] = [302] * 30
+    sink.extra_headers["/loop"] = {"Location": "/loop"}
+    with pytest.raises(ActionPermanentError, match="gave up after 10 redirects"):
+        await action.execute(request({"url": sink.base_url + "/loop", "follow-redirects": True}))
+    assert len(sink.on("/loop")) == 10  # each answered with a redirect
+
+
+async def test_a_url_that_does_not_parse_is_a_final_error(action):
+    with pytest.raises(ActionPermanentError, match="invalid URL"):
+        await action.execute(request({"url": "http://[::1/broken"}))
