@@ -225,7 +225,9 @@ def exchange_error(
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         return ActionPermanentError(f"{prefix}invalid URL: {exc}", detail=detail)
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return ActionPermanentError(f"{prefix}gave up after {MAX_REDIRECTS} redirects", detail=detail)
+        return ActionPermanentError(
+            f"{prefix}gave up after {MAX_REDIRECTS} redirects", detail=detail
+        )
     return ActionTemporaryError(
         f"{prefix}connection failed: {type(exc).__name__}: {exc}", detail=detail
     )
