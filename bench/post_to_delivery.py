@@ -17,6 +17,8 @@ action, and a local HTTP sink in this process, then measures in one run:
     .venv/bin/python -m bench.post_to_delivery [--events 5000] [--rate 100] [--json]
 
 Run with `--profile DIR` to record the worker with py-spy (`PYSPY` names its binary).
+The worker takes its settings from the environment: `POSTEE_PARTITIONS=1` measures a
+single-worker deployment, whose hops are faster for consuming fewer partitions (README).
 """
 
 from __future__ import annotations

@@ -91,6 +91,9 @@ class PosteeApp(faust.App):
     postee_topics: Topics
     publisher: Publisher
     metrics: metrics.Metrics
+    #: The action types whose command topics this worker consumes (`executor.install`);
+    #: None where no action agent runs.
+    action_types: frozenset[str] | None = None
 
 
 class PosteeWorker(faust.Worker):

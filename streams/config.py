@@ -136,6 +136,11 @@ class PosteeConfig:
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
 
+    def action_types(self) -> list[str]:
+        """The types of its actions, enabled or not, in registry order."""
+        present = {action.type for action in self.actions.values()}
+        return [kind for kind in SUPPORTED_ACTION_TYPES if kind in present]
+
 
 def load(
     path: Path, rego_filters_path: Path = Path("rego-filters"), *, with_routes: bool = True

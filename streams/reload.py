@@ -123,6 +123,7 @@ class Reloader(Service):
                 loaded = await asyncio.to_thread(
                     compile_config, self.app.settings, with_routes=self.routes
                 )
+                _refuse_new_types(self.app, loaded)
                 if self.routes:
                     await self._swap_engine(loaded)
                 else:
@@ -160,6 +161,21 @@ class Reloader(Service):
         await old.stop()
         if old in self._engines:
             self._engines.remove(old)
+
+
+def _refuse_new_types(app: PosteeApp, loaded: Loaded) -> None:
+    """A worker consumes the command topics of the types it started with: a config that
+    brings another type needs a restart, or its commands would wait unseen."""
+    if app.action_types is None:  # no action agents here (a runner reads its own topic)
+        return
+    new = [kind for kind in loaded.config.action_types() if kind not in app.action_types]
+    if new:
+        running = ", ".join(sorted(app.action_types or ())) or "none"
+        raise ConfigError(
+            f"action type(s) {', '.join(new)} are new to this worker, which runs commands"
+            f" of {running} only: restart it to run them",
+            file=loaded.config.file,
+        )
 
 
 def _describe(exc: BaseException) -> str:

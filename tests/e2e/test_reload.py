@@ -1,6 +1,7 @@
 """Hot reload: a route added by SIGHUP, by `POST /reload` and by the file watch matches
-the next event without a restart; an invalid file is refused and the old routes keep
-working; a command in flight during a reload finishes; records name the new version."""
+the next event without a restart; an invalid file, or one that brings an action type the
+worker does not consume, is refused and the old routes keep working; a command in flight
+during a reload finishes; records name the new version."""
 
 from __future__ import annotations
 
@@ -146,7 +147,18 @@ async def test_sighup_and_post_reload_add_routes_and_a_bad_file_is_refused(
     assert "key 'input'" in body["error"]
     os.kill(worker.process.pid, signal.SIGHUP)
     until(lambda: reloads(worker).get("refused") == 2, "the refused SIGHUP reload")
-    assert reloads(worker) == {"applied": 2, "refused": 2}
+
+    # A valid file that brings an action type this worker does not consume (it subscribed
+    # exec only): refused, since its commands would wait unseen until a restart.
+    config_path.write_text(
+        good + "  - {name: ship, type: http, enable: true, url: 'http://127.0.0.1:9/'}\n"
+    )
+    new_type = httpx.post(worker.base_url + "/reload", timeout=30)
+    assert new_type.status_code == 422, new_type.text
+    assert new_type.json()["version"] == third_version
+    assert "action type(s) http are new to this worker" in new_type.json()["error"]
+    assert "runs commands of exec only: restart it" in new_type.json()["error"]
+    assert reloads(worker) == {"applied": 2, "refused": 3}
     still = await routed_of(outcomes, post_event(worker, {"kind": "c"}))
     assert (still["routes"], still["config_version"]) == (["third"], third_version)
     marks = (config_path.parent / "marks").read_text().split()
