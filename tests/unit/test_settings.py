@@ -29,9 +29,9 @@ def test_environment_is_read():
     assert settings.config_path == Path("/etc/cfg.yaml") and settings.ingest.max_body_bytes == 10
 
 
-def test_linger_takes_zero_and_defaults_to_two_ms():
-    assert Settings.from_env({}).kafka.linger_ms == 2
-    assert Settings.from_env({"POSTEE_LINGER_MS": "0"}).kafka.linger_ms == 0
+def test_linger_defaults_to_zero_and_takes_a_bounded_integer():
+    assert Settings.from_env({}).kafka.linger_ms == 0
+    assert Settings.from_env({"POSTEE_LINGER_MS": "5"}).kafka.linger_ms == 5
 
 
 @pytest.mark.parametrize(
