@@ -124,10 +124,18 @@ class Evaluation:
     silence_errors: Mapping[str, str] = field(default_factory=dict)  #: silence id -> reason
 
 
-def input_refusal(payload: object, max_values: int, max_string_bytes: int) -> str | None:
+def input_refusal(
+    payload: object, max_values: int, max_string_bytes: int, text_bytes: int | None = None
+) -> str | None:
     """Why the engine must not see this document (None when it may): more JSON values
     (containers, keys' values and scalars) than `max_values`, or a string (key or value)
-    longer than `max_string_bytes` in UTF-8."""
+    longer than `max_string_bytes` in UTF-8.
+
+    `text_bytes`, the length of the JSON text it was parsed from, spares the walk when it
+    settles the answer: every value starts with a character of its own, and no string
+    decodes to more UTF-8 bytes than its JSON text holds (an escape only shrinks)."""
+    if text_bytes is not None and text_bytes <= min(max_values, max_string_bytes):
+        return None
     stack: list[object] = [payload]
     values = 0
     while stack:

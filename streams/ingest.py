@@ -199,7 +199,9 @@ class IngestBridge(Service):
         except EventError as exc:
             return _error(400, exc.reason)
         engine = self.app.settings.engine
-        refused = input_refusal(payload, engine.max_input_values, engine.max_string_bytes)
+        refused = input_refusal(
+            payload, engine.max_input_values, engine.max_string_bytes, text_bytes=len(raw)
+        )
         if refused is not None:  # the router could only record it as unroutable
             return _error(400, f"the rule engine refuses this event: {refused}")
         event_id = records.new_event_id()

@@ -146,7 +146,10 @@ def _decode(app: PosteeApp, event: faust.EventT[bytes]) -> tuple[records.Incomin
     )
     limits = app.settings.engine
     refused = evaluator.input_refusal(
-        incoming.payload, limits.max_input_values, limits.max_string_bytes
+        incoming.payload,
+        limits.max_input_values,
+        limits.max_string_bytes,
+        text_bytes=len(event.value or b""),
     )
     return incoming, refused
 
