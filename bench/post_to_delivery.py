@@ -16,6 +16,8 @@ action, and a local HTTP sink in this process, then measures in one run:
 
     .venv/bin/python -m bench.post_to_delivery [--events 5000] [--rate 100] [--json]
 
+`--workers N` starts N worker processes of one consumer group (the first runs the
+bridge, the others `--no-ingest`), to see how the load spreads over the cores.
 Run with `--profile DIR` to record the worker with py-spy (`PYSPY` names its binary).
 The worker takes its settings from the environment: `POSTEE_PARTITIONS=1` measures a
 single-worker deployment, whose hops are faster for consuming fewer partitions (README).
@@ -251,15 +253,22 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
         "POSTEE_CFG": str(config),
         "POSTEE_HTTP": f"127.0.0.1:{port}",
     }
-    command = [sys.executable, "-m", "streams", "run"]
-    worker = subprocess.Popen(  # noqa: ASYNC220 - started once, before the timed cases
-        command, cwd=args.worker_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    worker = start_worker(args.worker_repo, env)
+    # More workers of the same group (`--workers`): no bridge, probes on a port of their own.
+    probes = [free_port() for _ in range(args.workers - 1)]
+    others = [
+        start_worker(
+            args.worker_repo, env | {"POSTEE_PROBES_HTTP": f"127.0.0.1:{p}"}, "--no-ingest"
+        )
+        for p in probes
+    ]
     url = f"http://127.0.0.1:{port}"
     spy: subprocess.Popen[bytes] | None = None
     rows: list[Row] = []
     try:
         await wait_healthy(url, deadline_s=120)
+        for p in [port, *probes]:  # every member has joined the group and holds partitions
+            await wait_healthy(f"http://127.0.0.1:{p}", deadline_s=120, path="/readyz")
         rows += await raw_kafka(args.bootstrap, prefix, args.events)
         n = args.events
         await delivery_case(sink, url, "warm-up", range(10**6, 10**6 + 200))
@@ -297,15 +306,29 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
         rows.append(Row("the 5 s target meanwhile", slow_done, neighbour.seconds, 0.0,
                         note="requests started (concurrency 16)"))  # fmt: skip
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for process in [worker, *others]:
+            process.send_signal(signal.SIGTERM)
+        for process in [worker, *others]:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
         await sink.stop()
         await harness.delete_topics(args.bootstrap, prefix)
-    meta = {"bootstrap": args.bootstrap, "events": args.events, "cores": os.cpu_count()}
+    meta = {
+        "bootstrap": args.bootstrap,
+        "events": args.events,
+        "cores": os.cpu_count(),
+        "workers": args.workers,
+    }
     return rows, meta
+
+
+def start_worker(repo: Path, env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "streams", "run", *options]
+    return subprocess.Popen(  # started before the timed cases
+        command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def show(rows: list[Row], meta: dict[str, Any], as_json: bool) -> None:
@@ -313,7 +336,8 @@ def show(rows: list[Row], meta: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(meta | {"rows": [asdict(r) for r in rows]}, indent=2))
         return
-    print(f"post → delivery, one worker, {meta['cores']} cores, broker {meta['bootstrap']}")
+    workers = "one worker" if meta["workers"] == 1 else f"{meta['workers']} workers"
+    print(f"post → delivery, {workers}, {meta['cores']} cores, broker {meta['bootstrap']}")
     header = f"{'case':40} {'count':>6} {'s':>7} {'per s':>8} {'vs consume':>10} "
     print(header + f"{'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7}  note")
     for r in rows:
@@ -334,6 +358,8 @@ def main() -> None:
     parser.add_argument("--slow-events", type=int, default=200)
     parser.add_argument("--bootstrap", default=os.environ.get("POSTEE_KAFKA", "127.0.0.1:9092"))
     parser.add_argument("--profile", type=Path, default=None)
+    # Worker processes of one group (the first runs the bridge): how the load spreads.
+    parser.add_argument("--workers", type=int, default=1)
     # Another checkout's worker (e.g. `git archive` of an older commit), for before/after.
     parser.add_argument("--worker-repo", type=Path, default=REPO)
     parser.add_argument("--json", action="store_true")

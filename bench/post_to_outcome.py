@@ -54,12 +54,12 @@ def start_worker(bootstrap: str, prefix: str, port: int) -> subprocess.Popen[byt
     )
 
 
-async def wait_healthy(url: str, deadline_s: float = 60) -> None:
+async def wait_healthy(url: str, deadline_s: float = 60, path: str = "/healthz") -> None:
     end = time.monotonic() + deadline_s
     async with httpx.AsyncClient() as client:
         while time.monotonic() < end:
             try:
-                if (await client.get(url + "/healthz", timeout=2)).status_code == 200:
+                if (await client.get(url + path, timeout=2)).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
