@@ -58,6 +58,11 @@ class KafkaSettings:
     events/s 7.5 and 6.4 ms against 20.9 and 14.1, exec 328 and 338 commands/s against
     174 and 277; the router alone (`bench/route_throughput.py --unique`, 10 routes) was
     within noise (1,188 and 1,450 events/s against 1,349 and 1,254)."""
+    fetch_max_wait_ms: int = 100
+    """How long the broker may hold a fetch for partitions without new records
+    (`POSTEE_FETCH_MAX_WAIT_MS`, 1 to 1500; Faust's fixed value is 1500). A partition
+    drained meanwhile waits for that fetch to return, so this bounds a stall at each hop
+    (streams/consumer.py has the measurement); the cost is an idle fetch this often."""
     session_timeout_s: float | None = None
     """Kafka consumer session timeout (`POSTEE_SESSION_TIMEOUT_S`; default 60 s for a
     worker, 10 s for a runner): after a kill -9, the restarted process gets the dead
@@ -257,6 +262,9 @@ class Settings:
                     "POSTEE_COMMIT_INTERVAL_S", KafkaSettings.commit_interval_s
                 ),
                 linger_ms=env.bounded_int("POSTEE_LINGER_MS", KafkaSettings.linger_ms, 0, 1000),
+                fetch_max_wait_ms=env.bounded_int(
+                    "POSTEE_FETCH_MAX_WAIT_MS", KafkaSettings.fetch_max_wait_ms, 1, 1500
+                ),
                 session_timeout_s=(
                     env.positive_float("POSTEE_SESSION_TIMEOUT_S", 60.0)
                     if env.text("POSTEE_SESSION_TIMEOUT_S", "")

@@ -123,3 +123,24 @@ async def test_seek_rewinds_partitions_without_a_commit_every_time(consumer, mon
     # partitions without a commit are sought back again, not left where the drop was.
     await consumer.perform_seek()
     assert sought == [{fresh: 0, zero: 2}] * 2
+
+
+def test_the_aiokafka_consumer_gets_our_fetch_wait_not_faust_1500_ms(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(textwrap.dedent(CFG))
+    for env, expected in (({}, 100), ({"POSTEE_FETCH_MAX_WAIT_MS": "250"}, 250)):
+        settings = Settings.from_env({"POSTEE_TOPIC_PREFIX": "unit", **env})
+        app = create_app(settings, config.load(path), RouteMatcher.compile([]))
+        thread = app.consumer._thread
+        loop = thread.thread_loop
+        try:
+            # Built on the thread's loop, as Faust builds it when the thread starts.
+            made = loop.run_until_complete(_create(thread, app.transport))
+            assert made._fetch_max_wait_ms == expected
+            loop.run_until_complete(made.stop())
+        finally:
+            loop.close()
+
+
+async def _create(thread, transport):
+    return thread._create_worker_consumer(transport)

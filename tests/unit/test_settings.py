@@ -45,6 +45,8 @@ def test_linger_defaults_to_zero_and_takes_a_bounded_integer():
         ("POSTEE_LINGER_MS", "-1"),
         ("POSTEE_LINGER_MS", "1001"),
         ("POSTEE_LINGER_MS", "0.5"),
+        ("POSTEE_FETCH_MAX_WAIT_MS", "0"),
+        ("POSTEE_FETCH_MAX_WAIT_MS", "1501"),
         ("POSTEE_COMMIT_INTERVAL_S", "0"),
         ("POSTEE_COMMIT_INTERVAL_S", "soon"),
     ],
