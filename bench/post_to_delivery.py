@@ -266,7 +266,6 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
     spy: subprocess.Popen[bytes] | None = None
     rows: list[Row] = []
     try:
-        await wait_healthy(url, deadline_s=120)
         for p in [port, *probes]:  # every member has joined the group and holds partitions
             await wait_healthy(f"http://127.0.0.1:{p}", deadline_s=120, path="/readyz")
         rows += await raw_kafka(args.bootstrap, prefix, args.events)

@@ -138,8 +138,9 @@ def install(app: PosteeApp, pool: ActionPool) -> None:
     figures). A reload that brings a new type is refused (see streams/reload.py): its
     commands wait on their topic until a restart."""
     ledgers: dict[str, CommandLedger] = {}
-    app.action_types = frozenset(app.config.action_types())
-    for kind in app.config.action_types():
+    kinds = app.config.action_types()
+    app.action_types = frozenset(kinds)
+    for kind in kinds:
         topic = app.postee_topics.actions[kind]
         ledgers[kind] = CommandLedger(app, kind)
         subscribe(app, pool, topic, f"execute_{kind}_commands", ledgers[kind], kind)

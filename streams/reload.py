@@ -170,7 +170,7 @@ def _refuse_new_types(app: PosteeApp, loaded: Loaded) -> None:
         return
     new = [kind for kind in loaded.config.action_types() if kind not in app.action_types]
     if new:
-        running = ", ".join(sorted(app.action_types or ())) or "none"
+        running = ", ".join(sorted(app.action_types)) or "none"
         raise ConfigError(
             f"action type(s) {', '.join(new)} are new to this worker, which runs commands"
             f" of {running} only: restart it to run them",

@@ -149,7 +149,7 @@ def _decode(app: PosteeApp, event: faust.EventT[bytes]) -> tuple[records.Incomin
         incoming.payload,
         limits.max_input_values,
         limits.max_string_bytes,
-        text_bytes=len(event.value or b""),
+        text_bytes=len(event.value),  # not None: decode_event refuses a tombstone
     )
     return incoming, refused
 
